@@ -1,0 +1,132 @@
+// An in-memory Hypervisor for tests of the sandbox, resource and agent templates: it keeps the
+// documented semantics (cold-plug before start, hotplug only with the capability, idempotent
+// stop, many waiters, duplicate ids refused) without running a VMM. Failures can be injected.
+#pragma once
+
+#include <map>
+#include <optional>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "kata/core/async_event.hpp"
+#include "kata/core/error.hpp"
+#include "kata/hypervisor/hypervisor.hpp"
+
+namespace kata::testing {
+
+class FakeHypervisor {
+ public:
+  static constexpr std::string_view name = "fake";
+  static constexpr auto capabilities =
+      hypervisor::capability_set<hypervisor::capability::block_device, hypervisor::capability::block_device_hotplug,
+                                 hypervisor::capability::fs_sharing, hypervisor::capability::cpu_hotplug,
+                                 hypervisor::capability::pause_resume>;
+
+  FakeHypervisor(Executor executor, hypervisor::VmContext context)
+      : executor_(executor), context_(std::move(context)), exited_(executor) {}
+
+  /// Test knobs.
+  std::optional<Errc> fail_start;
+  std::vector<std::string> cold_plugged;
+  std::vector<std::string> hot_plugged;
+  int stop_calls = 0;
+  bool paused = false;
+
+  Task<void> prepare_vm() { co_return; }
+
+  Task<hypervisor::DeviceAttachment> add_device(hypervisor::Device device) {
+    const std::string id = std::visit([](const auto& d) -> std::string {
+      if constexpr (requires { d.id; }) return d.id; else return d.mount_tag;
+    }, device);
+    if (known(id)) fail(Errc::already_exists, "device {} already exists", id);
+    if (running_) {
+      if (!std::holds_alternative<hypervisor::BlockDevice>(device)) {
+        fail(Errc::not_supported, "hotplug of this device kind is not supported by {}", name);
+      }
+      hot_plugged.push_back(id);
+    } else {
+      cold_plugged.push_back(id);
+    }
+    co_return hypervisor::DeviceAttachment{id, "02/01", ""};
+  }
+
+  Task<void> remove_device(std::string_view id) {
+    auto it = std::find(hot_plugged.begin(), hot_plugged.end(), id);
+    if (it == hot_plugged.end()) fail(Errc::not_found, "device {} not found", id);
+    hot_plugged.erase(it);
+    co_return;
+  }
+
+  Task<void> start_vm(std::chrono::milliseconds) {
+    if (fail_start) fail(*fail_start, "start {} VM {}: injected failure", name, context_.sandbox_id);
+    running_ = true;
+    co_return;
+  }
+
+  Task<void> stop_vm() {
+    ++stop_calls;
+    if (running_) {
+      running_ = false;
+      status_ = ExitStatus{0, 9};
+      exited_.set();
+    }
+    co_return;
+  }
+
+  /// Simulates the VMM dying on its own (SIGKILL from outside).
+  void crash() {
+    running_ = false;
+    status_ = ExitStatus{0, 9};
+    exited_.set();
+  }
+
+  Task<ExitStatus> wait_vm() {
+    co_await exited_.wait();
+    co_return status_;
+  }
+
+  Task<void> pause_vm() { paused = true; co_return; }
+  Task<void> resume_vm() { paused = false; co_return; }
+
+  Task<hypervisor::VcpuResize> resize_vcpus(std::uint32_t count) {
+    const auto old = vcpus_;
+    vcpus_ = std::min<std::uint32_t>(count, context_.config.cpu.default_maxvcpus);
+    co_return hypervisor::VcpuResize{old, vcpus_};
+  }
+
+  Task<hypervisor::MemoryResize> resize_memory(std::uint32_t) {
+    fail(Errc::not_supported, "resize memory is not supported by {}", name);
+    co_return hypervisor::MemoryResize{};
+  }
+
+  Task<std::map<std::uint32_t, pid_t>> vcpu_thread_ids() { co_return std::map<std::uint32_t, pid_t>{}; }
+  Task<void> cleanup() { cleaned_up = true; co_return; }
+
+  [[nodiscard]] hypervisor::AgentAddress agent_address() const {
+    return hypervisor::SerialPortAddress{context_.state_dir / "agent.sock"};
+  }
+  [[nodiscard]] bool is_running() const { return running_; }
+  [[nodiscard]] pid_t vmm_pid() const { return running_ ? 4242 : -1; }
+  [[nodiscard]] std::vector<pid_t> pids() const { return running_ ? std::vector<pid_t>{4242} : std::vector<pid_t>{}; }
+  [[nodiscard]] nlohmann::json save_state() const { return {{"hypervisor_type", name}, {"id", context_.sandbox_id}}; }
+
+  bool cleaned_up = false;
+
+ private:
+  bool known(const std::string& id) const {
+    return std::find(cold_plugged.begin(), cold_plugged.end(), id) != cold_plugged.end() ||
+           std::find(hot_plugged.begin(), hot_plugged.end(), id) != hot_plugged.end();
+  }
+
+  Executor executor_;
+  hypervisor::VmContext context_;
+  AsyncEvent exited_;
+  ExitStatus status_{};
+  bool running_ = false;
+  std::uint32_t vcpus_ = 1;
+};
+
+}  // namespace kata::testing
