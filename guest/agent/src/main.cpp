@@ -1,0 +1,111 @@
+// kata-agent: the guest side. As /init of the initramfs it brings the VM up (early mounts,
+// modules, reaping), finds its virtio-serial channel, and serves the host over it.
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include "kata/agent_guest/agent_options.hpp"
+#include "kata/agent_guest/log.hpp"
+#include "kata/agent_guest/reaper.hpp"
+#include "kata/agent_guest/system_init.hpp"
+#include "kata/agent_guest/virtio_port.hpp"
+#include "kata/agent_guest/vsock.hpp"
+#include "kata/core/error.hpp"
+
+namespace {
+
+using namespace std::chrono_literals;
+namespace ag = kata::agent_guest;
+
+constexpr auto channel_appear_timeout = 10s;
+
+std::string read_file(const char* path) {
+  std::ifstream in(path);
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+void open_console_log() {
+  kata::UniqueFd console(::open("/dev/console", O_WRONLY | O_NOCTTY | O_CLOEXEC));
+  if (console) ag::add_log_sink(std::move(console), ag::LogFormat::text);
+}
+
+// The log port is optional (the shim adds it only when it forwards guest logs).
+void open_log_port(const ag::AgentOptions& options) {
+  if (options.log_port_name.empty()) return;
+  const auto device = ag::find_virtio_port(options.log_port_name);
+  if (!device) return;
+  kata::UniqueFd fd(::open(device->c_str(), O_WRONLY | O_NOCTTY | O_CLOEXEC | O_NONBLOCK));
+  if (!fd) {
+    ag::log(ag::LogLevel::warn, "open log port {}: {}", device->string(), std::strerror(errno));
+    return;
+  }
+  ag::add_log_sink(std::move(fd), ag::LogFormat::json);
+}
+
+// Follows the host's connections on the channel: the host may attach late, detach and come back.
+[[noreturn]] void supervise_channel(const ag::VirtioPort& port) {
+  for (;;) {
+    port.wait_for_host(-1ms);
+    ag::log(ag::LogLevel::info, "host connected on {}", port.device().string());
+    while (port.host_connected()) std::this_thread::sleep_for(100ms);
+    ag::log(ag::LogLevel::info, "host disconnected from {}", port.device().string());
+  }
+}
+
+int run() {
+  const bool is_init = ::getpid() == 1;
+  if (is_init) {
+    ag::mount_early_filesystems("/");
+  } else {
+    ag::become_subreaper();
+  }
+  open_console_log();
+  const ag::AgentOptions options = ag::parse_agent_options(read_file("/proc/cmdline"));
+  ag::set_log_level(options.log_level);
+  for (const auto& word : options.ignored) ag::log(ag::LogLevel::warn, "ignoring unknown option {}", word);
+
+  const ag::ModuleLoadReport modules = ag::load_modules("/etc/modules.order", "/lib/modules");
+  ag::log(ag::LogLevel::info, "modules: {} loaded, {} already present, {} failed", modules.loaded.size(),
+          modules.already.size(), modules.failed.size());
+  (void)ag::Reaper::instance();
+
+  const auto channel = ag::wait_for_virtio_port(options.channel_name, channel_appear_timeout);
+  open_log_port(options);
+  const ag::VirtioPort port = ag::VirtioPort::open(channel);
+  const auto vsock = ag::listen_vsock(options.vsock_port);
+  ag::log(ag::LogLevel::info, "channel {} on {}; vsock port {} {}", options.channel_name, channel.string(),
+          options.vsock_port, vsock ? "listening" : "unavailable");
+
+  if (options.smoke_test) {
+    // The marker the image smoke test (guest/test/boot-smoke.sh) waits for, on the console
+    // whatever the log level.
+    const std::string marker = fmt::format(
+        "KATA-GUEST-SMOKE init=agent modules_loaded={} modules_failed={} channel={} loaded=[{}]\n",
+        modules.loaded.size() + modules.already.size(), modules.failed.size(), channel.string(),
+        fmt::join(ag::loaded_module_names(), ","));
+    kata::UniqueFd console(::open("/dev/console", O_WRONLY | O_NOCTTY | O_CLOEXEC));
+    [[maybe_unused]] auto written = ::write(console ? console.get() : 1, marker.data(), marker.size());
+    if (is_init) ag::power_off();
+    return modules.failed.empty() ? 0 : 1;
+  }
+  supervise_channel(port);
+}
+
+}  // namespace
+
+int main() {
+  try {
+    return run();
+  } catch (const std::exception& error) {
+    ag::log(ag::LogLevel::error, "kata-agent: {}", kata::describe(error));
+    // As PID 1, returning would panic the kernel with nothing on the console but "attempted to
+    // kill init"; power off after the cause has been logged instead.
+    if (::getpid() == 1) ag::power_off();
+    return 1;
+  }
+}

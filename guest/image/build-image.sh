@@ -1,0 +1,155 @@
+#!/bin/bash
+# Builds the guest assets the shim boots: an ELF kernel (vmlinux.container, booted through PVH)
+# and a newc initramfs (kata-containers-initrd.img) holding the agent as /init, busybox and the
+# kernel modules the agent loads at boot. See docs/guest.md.
+#
+# usage: build-image.sh --out DIR [--agent STATIC-BINARY] [--cache DIR] [--compression gzip|none]
+#
+# Everything is cached by content: the output directory records a hash of every input (kernel
+# .deb sha256, agent and busybox binaries, this script, the module list, the compression), and a
+# re-run with the same inputs returns at once without touching apt.
+set -euo pipefail
+
+readonly SCRIPT_VERSION=1
+readonly KERNEL_META_PACKAGE=linux-image-amd64
+# What the agent needs: the transports (virtio-serial, vsock), block and network devices, the
+# shared filesystems (9p, virtio-fs, overlay for the rootfs), memory hotplug/balloon, and pmem for
+# nvdimm rootfs images. modprobe resolves their dependencies below.
+readonly MODULES="virtio_pci virtio_console virtio_blk virtio_net vmw_vsock_virtio_transport
+  9pnet_virtio 9p virtiofs overlay virtio_mem virtio_balloon libnvdimm nd_pmem nd_btt nfit"
+readonly BUSYBOX=/bin/busybox
+readonly SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+
+die() { echo "build-image: $*" >&2; exit 1; }
+log() { [[ -n ${QUIET:-} ]] || echo "build-image: $*" >&2; }
+
+out= agent= cache= compression=gzip
+while (($#)); do
+  case $1 in
+    --out) out=${2:?--out needs a directory}; shift 2 ;;
+    --agent) agent=${2:?--agent needs a path}; shift 2 ;;
+    --cache) cache=${2:?--cache needs a directory}; shift 2 ;;
+    --compression) compression=${2:?--compression needs gzip or none}; shift 2 ;;
+    --quiet) QUIET=1; shift ;;
+    -h|--help) sed -n '2,11p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) die "unknown argument '$1' (see --help)" ;;
+  esac
+done
+[[ -n $out ]] || die "--out DIR is required"
+[[ $compression == gzip || $compression == none ]] || die "--compression must be gzip or none, not '$compression'"
+[[ -z $agent || -x $agent ]] || die "agent '$agent' is not an executable file"
+# The initramfs has no libc: a dynamic agent would fail as /init with a bare ENOENT.
+if [[ -n $agent ]] && command -v file >/dev/null && ! file -L "$agent" | grep -q 'static'; then
+  die "agent '$agent' is not statically linked"
+fi
+[[ -x $BUSYBOX ]] || die "$BUSYBOX missing (apt-get install busybox-static)"
+for tool in apt-get apt-cache dpkg depmod modprobe cpio xz sha256sum; do
+  command -v $tool >/dev/null || die "'$tool' not found (needs apt, dpkg, kmod, cpio, xz-utils, coreutils)"
+done
+cache=${cache:-${XDG_CACHE_HOME:-$HOME/.cache}/kata-guest-image}
+mkdir -p "$out" "$cache"
+out=$(cd "$out" && pwd) cache=$(cd "$cache" && pwd)
+
+sha() { sha256sum "$1" | cut -d' ' -f1; }
+
+# --- which kernel: apt-cache costs ~1 s here (no pkgcache), so its answer is cached against the
+# state of the apt lists; `apt-get update` invalidates it.
+lists_state=$(stat -c '%n %s %Y' /var/lib/apt/lists/*_Packages* 2>/dev/null | sha256sum | cut -d' ' -f1)
+resolved=$cache/kernel-resolution.$lists_state
+if [[ ! -s $resolved ]]; then
+  kpkg=$(apt-cache depends "$KERNEL_META_PACKAGE" | awk '$1=="Depends:" && $2 ~ /^linux-image-/ {print $2; exit}')
+  [[ -n $kpkg ]] || die "cannot resolve the kernel package $KERNEL_META_PACKAGE depends on (apt-get update?)"
+  info=$(apt-cache show --no-all-versions "$kpkg")
+  kdeb_sha=$(awk '$1=="SHA256:" {print $2; exit}' <<<"$info")
+  kversion=$(awk '$1=="Version:" {print $2; exit}' <<<"$info")
+  [[ -n $kdeb_sha && -n $kversion ]] || die "apt-cache show $kpkg gave no Version/SHA256"
+  rm -f "$cache"/kernel-resolution.*
+  printf '%s %s %s\n' "$kpkg" "$kversion" "$kdeb_sha" > "$resolved.tmp" && mv "$resolved.tmp" "$resolved"
+fi
+read -r kpkg kversion kdeb_sha < "$resolved"
+kver=${kpkg#linux-image-}            # 6.1.0-56-amd64: the directory name under /lib/modules
+
+agent_sha=none
+[[ -n $agent ]] && agent_sha=$(sha "$agent")
+busybox_version=$(dpkg-query -W -f='${Version}' busybox-static 2>/dev/null || echo unknown)
+key=$(printf '%s\n' "script=$SCRIPT_VERSION $(sha "${BASH_SOURCE[0]}") $(sha "$SCRIPT_DIR/init.sh")" \
+  "kernel=$kpkg $kversion $kdeb_sha" "agent=$agent_sha" "busybox=$busybox_version $(sha $BUSYBOX)" \
+  "modules=$(echo $MODULES)" "compression=$compression" | sha256sum | cut -d' ' -f1)
+stamp=$out/.build-image.key
+if [[ -f $stamp && $(<"$stamp") == "$key" && -f $out/vmlinux.container && -f $out/kata-containers-initrd.img ]]; then
+  log "up to date ($kver, key ${key:0:12})"
+  exit 0
+fi
+rm -f "$stamp"
+
+# --- kernel: download (verified against apt's SHA256), unpack, depmod, extract the ELF.
+kdir=$cache/kernel-$kdeb_sha
+if [[ ! -f $kdir/.complete ]]; then
+  rm -rf "$kdir" && mkdir -p "$kdir/deb"
+  log "downloading $kpkg $kversion"
+  (cd "$kdir/deb" && apt-get download -q "$kpkg=$kversion" 2>&1 | grep -v '^W: Download is performed unsandboxed' >&2 || true)
+  deb=$(echo "$kdir"/deb/*.deb)
+  [[ -f $deb ]] || die "apt-get download $kpkg=$kversion produced no .deb"
+  [[ $(sha "$deb") == "$kdeb_sha" ]] || die "$deb does not match apt's SHA256 $kdeb_sha"
+  dpkg -x "$deb" "$kdir/root"
+  depmod -b "$kdir/root" "$kver"      # the .deb has no modules.dep: its postinst makes it
+  # The bzImage is XZ-compressed, and decompressing it costs ~3 s under TCG; the ELF inside boots
+  # straight through PVH. The XZ stream starts at its magic; --single-stream ignores the trailer.
+  bz=$kdir/root/boot/vmlinuz-$kver
+  offset=$(LC_ALL=C grep -m1 -obUaP '\xfd7zXZ\x00' "$bz" | cut -d: -f1)
+  [[ -n $offset ]] || die "no XZ stream in $bz"
+  # (process substitution: tail's SIGPIPE when xz stops early must not fail the pipeline)
+  xz -dc --single-stream < <(tail -c +$((offset + 1)) "$bz") > "$kdir/vmlinux"
+  [[ $(head -c 4 "$kdir/vmlinux" | od -An -c | tr -d ' ') == '177ELF' ]] || die "$bz: payload is not an ELF kernel"
+  rm -rf "$kdir/deb"
+  touch "$kdir/.complete"
+fi
+
+# --- initramfs tree.
+work=$(mktemp -d "${TMPDIR:-/tmp}/kata-guest-image.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+root=$work/root
+mkdir -p "$root"/{bin,sbin,dev,proc,sys,run,tmp,etc,lib/modules,mnt,root,usr/bin,usr/sbin}
+chmod 1777 "$root/tmp"
+cp "$BUSYBOX" "$root/bin/busybox"
+for applet in $("$BUSYBOX" --list-full); do
+  [[ -e $root/$applet ]] || ln -s /bin/busybox "$root/$applet"
+done
+: > "$root/etc/modules.order"
+for module in $MODULES; do
+  deps=$(modprobe -d "$kdir/root" -S "$kver" --show-depends "$module") || die "module $module: not in $kver"
+  while read -r kind path _; do
+    [[ $kind == insmod ]] || continue       # "builtin X" needs nothing
+    name=$(basename "$path")
+    grep -qx "$name" "$root/etc/modules.order" && continue
+    cp "$path" "$root/lib/modules/$name"
+    echo "$name" >> "$root/etc/modules.order"
+  done <<<"$deps"
+done
+if [[ -n $agent ]]; then
+  # Debug info is for the host (the unstripped binary stays in the build tree); the guest loads
+  # the whole initramfs into RAM, so it gets the stripped copy.
+  if command -v strip >/dev/null; then strip -s -o "$root/init" "$agent"; else cp "$agent" "$root/init"; fi
+  chmod 0755 "$root/init"
+  ln -s /init "$root/usr/bin/kata-agent"
+else
+  install -m 0755 "$SCRIPT_DIR/init.sh" "$root/init"
+fi
+echo "$kver" > "$root/etc/kata-kernel-version"
+
+# Deterministic archive: sorted names, fixed mtimes, so equal inputs give equal bytes.
+find "$root" -exec touch -h -d @0 {} +
+(cd "$root" && find . -mindepth 1 | LC_ALL=C sort | cpio -o -H newc -R 0:0 --reproducible --quiet) > "$work/initrd.cpio"
+if [[ $compression == gzip ]]; then
+  gzip -n -6 < "$work/initrd.cpio" > "$work/initrd.img"
+else
+  mv "$work/initrd.cpio" "$work/initrd.img"
+fi
+
+cp "$kdir/vmlinux" "$out/vmlinux.container.tmp" && mv "$out/vmlinux.container.tmp" "$out/vmlinux.container"
+mv "$work/initrd.img" "$out/kata-containers-initrd.img"
+cp "$root/etc/modules.order" "$out/kata-containers-initrd.modules"
+echo "$key" > "$stamp"
+log "built $kver: vmlinux.container $(stat -c %s "$out/vmlinux.container") B," \
+    "kata-containers-initrd.img $(stat -c %s "$out/kata-containers-initrd.img") B ($compression)," \
+    "$(wc -l < "$root/etc/modules.order") modules"
