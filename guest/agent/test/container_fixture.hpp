@@ -1,0 +1,71 @@
+// A throwaway busybox rootfs under /tmp for container-process tests, removed afterwards.
+#pragma once
+
+#include <fcntl.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <string>
+
+#include <gtest/gtest.h>
+
+#include "kata/agent_guest/container_process.hpp"
+
+namespace kata::agent_guest::test {
+
+struct BusyboxRootfs : ::testing::Test {
+  void SetUp() override {
+    if (::geteuid() != 0) GTEST_SKIP() << "needs root (namespaces, mounts)";
+    if (!std::filesystem::exists("/bin/busybox")) GTEST_SKIP() << "needs /bin/busybox (busybox-static)";
+    char dir[] = "/tmp/kata-test-rootfs.XXXXXX";
+    ASSERT_NE(::mkdtemp(dir), nullptr);
+    base = dir;
+    rootfs = base / "rootfs";
+    for (const char* d : {"bin", "proc", "dev", "tmp", "etc", "sys"}) std::filesystem::create_directories(rootfs / d);
+    std::filesystem::copy_file("/bin/busybox", rootfs / "bin/busybox");
+    for (const char* applet : {"sh", "cat", "echo", "hostname", "id", "sleep", "ls", "touch", "pwd", "readlink",
+                               "mount", "grep", "test", "true", "false", "umask", "printf", "wc", "stat"}) {
+      std::filesystem::create_symlink("busybox", rootfs / "bin" / applet);
+    }
+  }
+  void TearDown() override {
+    if (!base.empty()) std::filesystem::remove_all(base);
+  }
+
+  /// A request for a new container in new mount, pid, uts and ipc namespaces with /proc.
+  SpawnRequest container(std::vector<std::string> args) const {
+    SpawnRequest request;
+    request.process.args = std::move(args);
+    request.process.env = {"PATH=/bin", "HOME=/"};
+    request.rootfs = RootfsSpec{};
+    request.rootfs->path = rootfs;
+    request.rootfs->hostname = "kata-test";
+    request.rootfs->mounts = {MountSpec{"/proc", "proc", "proc", {"nosuid", "noexec", "nodev"}},
+                              MountSpec{"/dev", "tmpfs", "tmpfs", {"nosuid", "strictatime", "mode=755", "size=65536k"}}};
+    request.rootfs->devices = {"/dev/null", "/dev/zero"};
+    request.namespaces = {{CLONE_NEWNS, {}}, {CLONE_NEWPID, {}}, {CLONE_NEWUTS, {}}, {CLONE_NEWIPC, {}}};
+    return request;
+  }
+
+  std::filesystem::path base;
+  std::filesystem::path rootfs;
+};
+
+/// Everything readable from `fd` until EOF (or until nothing came for 10 s).
+inline std::string read_all(int fd) {
+  std::string out;
+  char buffer[4096];
+  for (;;) {
+    pollfd p{fd, POLLIN, 0};
+    if (::poll(&p, 1, 10000) != 1) break;
+    const ssize_t n = ::read(fd, buffer, sizeof buffer);
+    if (n <= 0) break;  // EOF, or EIO on a pty master once the slave side is gone
+    out.append(buffer, static_cast<std::size_t>(n));
+  }
+  return out;
+}
+
+}  // namespace kata::agent_guest::test
