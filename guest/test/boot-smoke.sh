@@ -41,6 +41,7 @@ fail=0
 [[ $marker == *init=agent* ]] || { echo "FAIL: /init was not the agent"; fail=1; }
 [[ $marker == *modules_failed=0* ]] || { echo "FAIL: some modules failed to load"; cat "$work/console.log"; fail=1; }
 [[ $marker =~ channel=/dev/vport[0-9]+p[0-9]+ ]] || { echo "FAIL: agent.channel.0 not found"; fail=1; }
+[[ $marker == *container=smoke/pid=1* ]] || { echo "FAIL: container in new namespaces did not run as pid 1 of host 'smoke'"; fail=1; }
 loaded=${marker##*loaded=\[}; loaded=,${loaded%]},
 while read -r ko; do
   name=${ko%.ko}; name=${name//-/_}

@@ -1,6 +1,7 @@
 // kata-agent: the guest side. As /init of the initramfs it brings the VM up (early mounts,
 // modules, reaping), finds its virtio-serial channel, and serves the host over it.
 #include <fcntl.h>
+#include <sched.h>
 #include <unistd.h>
 
 #include <fstream>
@@ -8,6 +9,7 @@
 #include <thread>
 
 #include "kata/agent_guest/agent_options.hpp"
+#include "kata/agent_guest/container_process.hpp"
 #include "kata/agent_guest/log.hpp"
 #include "kata/agent_guest/reaper.hpp"
 #include "kata/agent_guest/system_init.hpp"
@@ -47,6 +49,36 @@ void open_log_port(const ag::AgentOptions& options) {
   ag::add_log_sink(std::move(fd), ag::LogFormat::json);
 }
 
+// Smoke mode: one container from the guest's own busybox, through the same path CreateContainer
+// takes (new namespaces, OCI mounts, pivot_root), so a boot test proves the guest can run one.
+std::string smoke_container() {
+  try {
+    const std::filesystem::path rootfs = "/run/kata-smoke/rootfs";
+    for (const char* dir : {"bin", "proc", "dev"}) std::filesystem::create_directories(rootfs / dir);
+    ag::SpawnRequest request;
+    request.process.args = {"/bin/sh", "-c", "echo $(hostname)/pid=$$"};
+    request.process.env = {"PATH=/bin"};
+    request.rootfs = ag::RootfsSpec{};
+    request.rootfs->path = rootfs;
+    request.rootfs->hostname = "smoke";
+    request.rootfs->mounts = {{"/bin", "bind", "/bin", {"rbind", "ro"}},
+                              {"/proc", "proc", "proc", {"nosuid", "nodev", "noexec"}},
+                              {"/dev", "tmpfs", "tmpfs", {"nosuid", "mode=755"}}};
+    request.rootfs->devices = {"/dev/null"};
+    request.namespaces = {{CLONE_NEWNS, {}}, {CLONE_NEWPID, {}}, {CLONE_NEWUTS, {}}, {CLONE_NEWIPC, {}}};
+    ag::ContainerProcess process = ag::ContainerProcess::spawn(request);
+    process.stdin_writer.reset();
+    std::string out;
+    char buffer[256];
+    for (ssize_t n; (n = ::read(process.stdout_reader.get(), buffer, sizeof buffer)) > 0;) out.append(buffer, n);
+    const kata::ExitStatus status = process.exit_state()->wait_blocking();
+    while (!out.empty() && out.back() == '\n') out.pop_back();
+    return status == kata::ExitStatus{} ? out : fmt::format("exit-{}", status.as_exit_code());
+  } catch (const std::exception& error) {
+    return "error:" + kata::describe(error);
+  }
+}
+
 // Follows the host's connections on the channel: the host may attach late, detach and come back.
 [[noreturn]] void supervise_channel(const ag::VirtioPort& port) {
   for (;;) {
@@ -60,6 +92,7 @@ void open_log_port(const ag::AgentOptions& options) {
 int run() {
   const bool is_init = ::getpid() == 1;
   if (is_init) {
+    ag::leave_initramfs_root();
     ag::mount_early_filesystems("/");
   } else {
     ag::become_subreaper();
@@ -85,8 +118,8 @@ int run() {
     // The marker the image smoke test (guest/test/boot-smoke.sh) waits for, on the console
     // whatever the log level.
     const std::string marker = fmt::format(
-        "KATA-GUEST-SMOKE init=agent modules_loaded={} modules_failed={} channel={} loaded=[{}]\n",
-        modules.loaded.size() + modules.already.size(), modules.failed.size(), channel.string(),
+        "KATA-GUEST-SMOKE init=agent modules_loaded={} modules_failed={} channel={} container={} loaded=[{}]\n",
+        modules.loaded.size() + modules.already.size(), modules.failed.size(), channel.string(), smoke_container(),
         fmt::join(ag::loaded_module_names(), ","));
     kata::UniqueFd console(::open("/dev/console", O_WRONLY | O_NOCTTY | O_CLOEXEC));
     [[maybe_unused]] auto written = ::write(console ? console.get() : 1, marker.data(), marker.size());

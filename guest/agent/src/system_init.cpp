@@ -55,6 +55,22 @@ bool is_mount_point_of(const std::filesystem::path& target, long magic) {
 
 }  // namespace
 
+void leave_initramfs_root() {
+  struct statfs root{};
+  if (::statfs("/", &root) != 0) fail_errno(errno, "statfs /");
+  if (root.f_type != RAMFS_MAGIC && root.f_type != TMPFS_MAGIC) return;
+  with_context("leave the initramfs root", [] {
+    constexpr const char* staging = "/.agent-root";
+    if (::mkdir(staging, 0700) != 0 && errno != EEXIST) fail_errno(errno, "create {}", staging);
+    if (::mount("/", staging, nullptr, MS_BIND, nullptr) != 0) fail_errno(errno, "bind / on {}", staging);
+    if (::chdir(staging) != 0) fail_errno(errno, "enter {}", staging);
+    if (::mount(".", "/", nullptr, MS_MOVE, nullptr) != 0) fail_errno(errno, "move {} to /", staging);
+    if (::chroot(".") != 0 || ::chdir("/") != 0) fail_errno(errno, "chroot into the bind mount");
+    // Same filesystem through the bind: the staging directory is visible here too.
+    ::rmdir(staging);
+  });
+}
+
 void mount_early_filesystems(const std::filesystem::path& root) {
   for (const EarlyMount& m : early_mounts) {
     const std::filesystem::path target = root / m.target;

@@ -8,6 +8,13 @@
 
 namespace kata::agent_guest {
 
+/// Makes the root directory a mount with a parent, when it is the initramfs (rootfs) itself.
+/// pivot_root(2) refuses to move a root that has no parent mount (EINVAL), so without this no
+/// container could be started from an initrd-booted guest. The initramfs is bind-mounted onto
+/// itself and the agent chroots into the bind; nothing is copied. Call first, as PID 1, before
+/// any other mount. No-op when "/" is not a ramfs/tmpfs.
+void leave_initramfs_root();
+
 /// Mounts proc, sysfs, devtmpfs (the Debian kernel has no DEVTMPFS_MOUNT), devpts, /dev/shm,
 /// /run and the unified cgroup hierarchy at /sys/fs/cgroup, under `root` ("/" in the guest).
 /// A target that is already mounted with the same type is left alone, so calling it twice is
