@@ -1,0 +1,173 @@
+#include "connection.hpp"
+
+#include <algorithm>
+#include <cstring>
+
+#include <boost/asio/error.hpp>
+#include <fmt/format.h>
+
+namespace kata::ttrpc::detail {
+
+asio::mutable_buffer ReadBuffer::prepare() {
+  if (begin_ == end_) {
+    begin_ = end_ = 0;
+    // Give memory back once traffic returns to small frames; keep it while large frames follow
+    // each other so a run of 1 MiB calls does not reallocate for every frame.
+    if (capacity_ > default_capacity && needed_ <= default_capacity && !last_frame_large_) {
+      reallocate(default_capacity);
+    }
+  }
+  const std::size_t wanted = std::max(needed_, default_capacity);
+  constexpr std::size_t min_free = 4096;
+  if (capacity_ - begin_ < wanted || capacity_ - end_ < min_free) {
+    const std::size_t live = end_ - begin_;
+    if (std::max(wanted, live + min_free) > capacity_) {
+      reallocate(std::max(wanted, live + min_free));
+    } else {
+      std::memmove(storage_.get(), storage_.get() + begin_, live);
+      begin_ = 0;
+      end_ = live;
+    }
+  }
+  return asio::buffer(storage_.get() + end_, capacity_ - end_);
+}
+
+void ReadBuffer::consume(std::size_t bytes) noexcept {
+  last_frame_large_ = bytes > default_capacity;
+  needed_ = 0;
+  begin_ += bytes;
+  if (begin_ == end_) begin_ = end_ = 0;
+}
+
+void ReadBuffer::reallocate(std::size_t capacity) {
+  const std::size_t live = end_ - begin_;
+  auto storage = std::make_unique_for_overwrite<std::uint8_t[]>(capacity);
+  if (live > 0) std::memcpy(storage.get(), storage_.get() + begin_, live);
+  storage_ = std::move(storage);
+  capacity_ = capacity;
+  begin_ = 0;
+  end_ = live;
+}
+
+ConnectionBase::ConnectionBase(Transport transport)
+    : transport_(std::move(transport)), executor_(transport_.get_executor()) {}
+
+void ConnectionBase::frames_appended() {
+  if (closed_ || writing_ || flush_scheduled_) return;
+  flush_scheduled_ = true;
+  asio::post(executor_, [self = shared_from_this()] { self->flush(); });
+}
+
+void ConnectionBase::flush() {
+  flush_scheduled_ = false;
+  if (closed_ || writing_ || outbox_.empty()) return;
+  last_batch_size_ = outbox_.size();
+  boost::system::error_code error;
+  const std::size_t written = transport_.try_write(asio::buffer(outbox_), error);
+  if (error && error != asio::error::would_block && error != asio::error::try_again) {
+    on_write_failed(fmt::format("write: {}", error.message()));
+    return;
+  }
+  if (written == outbox_.size()) {
+    outbox_.clear();
+    release_outbox_if_large();
+    on_write_idle();
+    return;
+  }
+  outbox_.erase(0, written);
+  writing_ = true;
+  asio::co_spawn(executor_, write_loop(shared_from_this()), asio::detached);
+}
+
+// The parameter keeps the connection alive while the coroutine runs.
+Task<void> ConnectionBase::write_loop(std::shared_ptr<ConnectionBase> /*self*/) {
+  std::string failure;
+  try {
+    while (!outbox_.empty() && !closed_) {
+      inflight_.swap(outbox_);
+      last_batch_size_ = inflight_.size();
+      co_await transport_.write_all(asio::buffer(inflight_));
+      inflight_.clear();
+    }
+  } catch (const boost::system::system_error& e) {
+    failure = fmt::format("write: {}", e.code().message());
+  }
+  writing_ = false;
+  inflight_.clear();
+  if (cancel_read_after_write_) {
+    cancel_read_after_write_ = false;
+    transport_.cancel();
+  }
+  if (!failure.empty()) {
+    if (!closed_) on_write_failed(std::move(failure));
+    co_return;
+  }
+  release_outbox_if_large();
+  if (!closed_) on_write_idle();
+}
+
+void ConnectionBase::release_outbox_if_large() noexcept {
+  if (last_batch_size_ > ReadBuffer::default_capacity) return;
+  if (outbox_.empty() && outbox_.capacity() > ReadBuffer::default_capacity) std::string().swap(outbox_);
+  if (inflight_.capacity() > ReadBuffer::default_capacity) std::string().swap(inflight_);
+}
+
+void ConnectionBase::stop_reading() noexcept {
+  read_stopped_ = true;
+  // Cancelling the transport would abort a write in flight too; wait for the writer to finish.
+  if (writing_) {
+    cancel_read_after_write_ = true;
+  } else {
+    transport_.cancel();
+  }
+}
+
+void ConnectionBase::start_reading() {
+  asio::co_spawn(executor_, read_loop(shared_from_this()), asio::detached);
+}
+
+// The parameter keeps the connection alive while the coroutine runs.
+Task<void> ConnectionBase::read_loop(std::shared_ptr<ConnectionBase> /*self*/) {
+  std::string reason;
+  bool aborted = false;
+  try {
+    while (reason.empty()) {
+      if (read_stopped_) {
+        aborted = true;
+        break;
+      }
+      const std::size_t n = co_await transport_.read_some(read_buffer_.prepare());
+      read_buffer_.commit(n);
+      while (!closed_) {
+        const DecodedFrame frame = decode_frame(read_buffer_.data());
+        if (frame.status == DecodedFrame::Status::complete) {
+          on_frame(frame.header, frame.data);
+          read_buffer_.consume(frame.consumed);
+        } else if (frame.status == DecodedFrame::Status::oversized) {
+          reason = fmt::format("received a frame of {} bytes on stream {}, over the {}-byte limit",
+                               frame.header.length, frame.header.stream_id, max_message_size);
+          break;
+        } else {
+          read_buffer_.expect(frame.needed);
+          break;
+        }
+      }
+      if (closed_) {
+        aborted = true;
+        break;
+      }
+    }
+  } catch (const boost::system::system_error& e) {
+    if (e.code() == asio::error::operation_aborted || e.code() == asio::error::bad_descriptor) {
+      aborted = true;
+    } else if (e.code() == asio::error::eof) {
+      reason = read_buffer_.data().empty() ? "peer closed the connection"
+                                           : "peer closed the connection in the middle of a frame";
+    } else {
+      reason = fmt::format("read: {}", e.code().message());
+    }
+  }
+  on_read_end(std::move(reason), aborted);
+}
+
+}  // namespace kata::ttrpc::detail
