@@ -41,7 +41,10 @@ fail=0
 [[ $marker == *init=agent* ]] || { echo "FAIL: /init was not the agent"; fail=1; }
 [[ $marker == *modules_failed=0* ]] || { echo "FAIL: some modules failed to load"; cat "$work/console.log"; fail=1; }
 [[ $marker =~ channel=/dev/vport[0-9]+p[0-9]+ ]] || { echo "FAIL: agent.channel.0 not found"; fail=1; }
-[[ $marker == *container=smoke/pid=1* ]] || { echo "FAIL: container in new namespaces did not run as pid 1 of host 'smoke'"; fail=1; }
+[[ $marker == *"container=smoke/pid=1/0::/kata-smoke exit=0 "* ]] ||
+  { echo "FAIL: container did not run as pid 1 of host 'smoke' in cgroup /kata-smoke"; fail=1; }
+[[ $marker == *"cgroup=mem:33554432,pids:64"* ]] || { echo "FAIL: cgroup limits not applied"; fail=1; }
+[[ $marker =~ oom=exit:137,events:[1-9][0-9]*,notified:1 ]] || { echo "FAIL: OOM kill not seen in memory.events"; fail=1; }
 loaded=${marker##*loaded=\[}; loaded=,${loaded%]},
 while read -r ko; do
   name=${ko%.ko}; name=${name//-/_}

@@ -1,6 +1,7 @@
 // kata-agent: the guest side. As /init of the initramfs it brings the VM up (early mounts,
 // modules, reaping), finds its virtio-serial channel, and serves the host over it.
 #include <fcntl.h>
+#include <poll.h>
 #include <sched.h>
 #include <unistd.h>
 
@@ -9,6 +10,7 @@
 #include <thread>
 
 #include "kata/agent_guest/agent_options.hpp"
+#include "kata/agent_guest/cgroup.hpp"
 #include "kata/agent_guest/container_process.hpp"
 #include "kata/agent_guest/log.hpp"
 #include "kata/agent_guest/reaper.hpp"
@@ -49,34 +51,65 @@ void open_log_port(const ag::AgentOptions& options) {
   ag::add_log_sink(std::move(fd), ag::LogFormat::json);
 }
 
-// Smoke mode: one container from the guest's own busybox, through the same path CreateContainer
-// takes (new namespaces, OCI mounts, pivot_root), so a boot test proves the guest can run one.
-std::string smoke_container() {
+// Smoke mode: containers from the guest's own busybox through the same path CreateContainer
+// takes (new namespaces, OCI mounts, pivot_root, a limited cgroup), so a boot test proves the
+// guest can run one, enforce its limits and see its OOM kill. Each result is one marker word.
+ag::SpawnRequest smoke_request(const std::string& script, const std::filesystem::path& cgroup) {
+  const std::filesystem::path rootfs = "/run/kata-smoke/rootfs";
+  for (const char* dir : {"bin", "proc", "dev"}) std::filesystem::create_directories(rootfs / dir);
+  ag::SpawnRequest request;
+  request.process.args = {"/bin/sh", "-c", script};
+  request.process.env = {"PATH=/bin"};
+  request.rootfs = ag::RootfsSpec{};
+  request.rootfs->path = rootfs;
+  request.rootfs->hostname = "smoke";
+  request.rootfs->mounts = {{"/bin", "bind", "/bin", {"rbind", "ro"}},
+                            {"/proc", "proc", "proc", {"nosuid", "nodev", "noexec"}},
+                            {"/dev", "tmpfs", "tmpfs", {"nosuid", "mode=755"}}};
+  request.rootfs->devices = {"/dev/null", "/dev/zero"};
+  request.namespaces = {{CLONE_NEWNS, {}}, {CLONE_NEWPID, {}}, {CLONE_NEWUTS, {}}, {CLONE_NEWIPC, {}}};
+  request.cgroup = cgroup;
+  return request;
+}
+
+std::string run_smoke(const ag::SpawnRequest& request, kata::ExitStatus& status) {
+  ag::ContainerProcess process = ag::ContainerProcess::spawn(request);
+  process.stdin_writer.reset();
+  std::string out;
+  char buffer[256];
+  for (ssize_t n; (n = ::read(process.stdout_reader.get(), buffer, sizeof buffer)) > 0;) out.append(buffer, n);
+  status = process.exit_state()->wait_blocking();
+  while (!out.empty() && out.back() == '\n') out.pop_back();
+  return out;
+}
+
+std::string smoke_containers() {
+  std::string report;
   try {
-    const std::filesystem::path rootfs = "/run/kata-smoke/rootfs";
-    for (const char* dir : {"bin", "proc", "dev"}) std::filesystem::create_directories(rootfs / dir);
-    ag::SpawnRequest request;
-    request.process.args = {"/bin/sh", "-c", "echo $(hostname)/pid=$$"};
-    request.process.env = {"PATH=/bin"};
-    request.rootfs = ag::RootfsSpec{};
-    request.rootfs->path = rootfs;
-    request.rootfs->hostname = "smoke";
-    request.rootfs->mounts = {{"/bin", "bind", "/bin", {"rbind", "ro"}},
-                              {"/proc", "proc", "proc", {"nosuid", "nodev", "noexec"}},
-                              {"/dev", "tmpfs", "tmpfs", {"nosuid", "mode=755"}}};
-    request.rootfs->devices = {"/dev/null"};
-    request.namespaces = {{CLONE_NEWNS, {}}, {CLONE_NEWPID, {}}, {CLONE_NEWUTS, {}}, {CLONE_NEWIPC, {}}};
-    ag::ContainerProcess process = ag::ContainerProcess::spawn(request);
-    process.stdin_writer.reset();
-    std::string out;
-    char buffer[256];
-    for (ssize_t n; (n = ::read(process.stdout_reader.get(), buffer, sizeof buffer)) > 0;) out.append(buffer, n);
-    const kata::ExitStatus status = process.exit_state()->wait_blocking();
-    while (!out.empty() && out.back() == '\n') out.pop_back();
-    return status == kata::ExitStatus{} ? out : fmt::format("exit-{}", status.as_exit_code());
+    const ag::Cgroup limited = ag::Cgroup::create("/sys/fs/cgroup", "kata-smoke");
+    limited.apply({.memory_limit = 32 << 20, .cpu_quota = 50000, .cpu_period = 100000, .pids_limit = 64});
+    kata::ExitStatus status;
+    const std::string out = run_smoke(
+        smoke_request("echo $(hostname)/pid=$$/$(cat /proc/self/cgroup)",
+                      limited.path()),
+        status);
+    const ag::CgroupStats stats = limited.stats();
+    report = fmt::format("container={} exit={} cgroup=mem:{},pids:{}", out, status.as_exit_code(),
+                         stats.memory_limit.value_or(0), stats.pids_limit.value_or(0));
+
+    const ag::Cgroup small = ag::Cgroup::create("/sys/fs/cgroup", "kata-smoke-oom");
+    small.apply({.memory_limit = 16 << 20, .memory_swap = 16 << 20});
+    const kata::UniqueFd events = small.watch_memory_events();
+    (void)run_smoke(smoke_request("a=$(head -c 64000000 /dev/zero | tr '\\0' x); echo survived", small.path()),
+                    status);
+    pollfd changed{events.get(), POLLIN, 0};
+    const bool notified = ::poll(&changed, 1, 1000) == 1;
+    report += fmt::format(" oom=exit:{},events:{},notified:{}", status.as_exit_code(), small.stats().oom_events,
+                          notified ? 1 : 0);
   } catch (const std::exception& error) {
-    return "error:" + kata::describe(error);
+    report += " smoke-error=\"" + kata::describe(error) + "\"";
   }
+  return report;
 }
 
 // Follows the host's connections on the channel: the host may attach late, detach and come back.
@@ -94,6 +127,7 @@ int run() {
   if (is_init) {
     ag::leave_initramfs_root();
     ag::mount_early_filesystems("/");
+    ag::enable_cgroup_controllers("/sys/fs/cgroup");
   } else {
     ag::become_subreaper();
   }
@@ -118,8 +152,8 @@ int run() {
     // The marker the image smoke test (guest/test/boot-smoke.sh) waits for, on the console
     // whatever the log level.
     const std::string marker = fmt::format(
-        "KATA-GUEST-SMOKE init=agent modules_loaded={} modules_failed={} channel={} container={} loaded=[{}]\n",
-        modules.loaded.size() + modules.already.size(), modules.failed.size(), channel.string(), smoke_container(),
+        "KATA-GUEST-SMOKE init=agent modules_loaded={} modules_failed={} channel={} {} loaded=[{}]\n",
+        modules.loaded.size() + modules.already.size(), modules.failed.size(), channel.string(), smoke_containers(),
         fmt::join(ag::loaded_module_names(), ","));
     kata::UniqueFd console(::open("/dev/console", O_WRONLY | O_NOCTTY | O_CLOEXEC));
     [[maybe_unused]] auto written = ::write(console ? console.get() : 1, marker.data(), marker.size());
