@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <fstream>
 
@@ -165,6 +166,13 @@ TEST(AtomicFile, WritesContentAndMode) {
   EXPECT_EQ(st.st_mode & 0777, 0644U);
   EXPECT_EQ(read_file_if_exists(fs::path(pattern) / "missing"), std::nullopt);
   EXPECT_THROW(write_file_atomic(fs::path(pattern) / "no-dir" / "f", "x"), Error);
+  // rename(2) over a directory fails (EISDIR) even for root: the temporary file must go away.
+  fs::create_directory(fs::path(pattern) / "occupied");
+  EXPECT_THROW(write_file_atomic(fs::path(pattern) / "occupied", "x"), Error);
+  std::vector<std::string> names;
+  for (const auto& entry : fs::directory_iterator(pattern)) names.push_back(entry.path().filename());
+  std::sort(names.begin(), names.end());
+  EXPECT_EQ(names, (std::vector<std::string>{"address", "occupied"}));
   fs::remove_all(pattern);
 }
 
