@@ -45,6 +45,7 @@ fail=0
   { echo "FAIL: container did not run as pid 1 of host 'smoke' in cgroup /kata-smoke"; fail=1; }
 [[ $marker == *"cgroup=mem:33554432,pids:64"* ]] || { echo "FAIL: cgroup limits not applied"; fail=1; }
 [[ $marker =~ oom=exit:137,events:[1-9][0-9]*,notified:1 ]] || { echo "FAIL: OOM kill not seen in memory.events"; fail=1; }
+[[ $marker == *" links=lo "* ]] || { echo "FAIL: rtnetlink (static libnl) did not list the loopback link"; fail=1; }
 loaded=${marker##*loaded=\[}; loaded=,${loaded%]},
 while read -r ko; do
   name=${ko%.ko}; name=${name//-/_}

@@ -13,6 +13,7 @@
 #include "kata/agent_guest/cgroup.hpp"
 #include "kata/agent_guest/container_process.hpp"
 #include "kata/agent_guest/log.hpp"
+#include "kata/agent_guest/network.hpp"
 #include "kata/agent_guest/reaper.hpp"
 #include "kata/agent_guest/system_init.hpp"
 #include "kata/agent_guest/virtio_port.hpp"
@@ -106,6 +107,9 @@ std::string smoke_containers() {
     const bool notified = ::poll(&changed, 1, 1000) == 1;
     report += fmt::format(" oom=exit:{},events:{},notified:{}", status.as_exit_code(), small.stats().oom_events,
                           notified ? 1 : 0);
+    std::vector<std::string> links;
+    for (const auto& link : ag::Netlink::open().list_interfaces()) links.push_back(link.name);
+    report += fmt::format(" links={}", fmt::join(links, ","));
   } catch (const std::exception& error) {
     report += " smoke-error=\"" + kata::describe(error) + "\"";
   }
