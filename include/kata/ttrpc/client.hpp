@@ -145,7 +145,8 @@ class Client {
 
   /// One unary call: sends Request{service, method, payload, timeout_nano, metadata} and
   /// completes with the response payload, or throws kata::Error (see the file comment).
-  /// `service` and `method` are copied before the first suspension; `payload` is consumed.
+  /// `service` and `method` must stay valid until the call completes, as they do when the call
+  /// is co_awaited directly (generated stubs pass string literals); `payload` is consumed.
   [[nodiscard]] Task<std::string> call(std::string_view service, std::string_view method,
                                        std::string payload, CallOptions options = {});
 
