@@ -1,5 +1,6 @@
 #include "kata/agent_guest/virtio_port.hpp"
 
+#include <fcntl.h>
 #include <stdlib.h>
 
 #include <fstream>
@@ -51,6 +52,31 @@ TEST_F(FakeSysfs, WaitingReturnsOnceTheDeviceNodeExists) {
   std::filesystem::create_directories(root / "dev");
   std::ofstream(root / "dev" / "vport1p2") << "";
   EXPECT_EQ(wait_for_virtio_port("agent.channel.0", 1s, root / "sys", root / "dev"), root / "dev" / "vport1p2");
+}
+
+// A pty slave behaves like a port: POLLHUP while its other end (the "host") is gone.
+TEST(VirtioPortSemantics, HostConnectedFollowsPollHup) {
+  UniqueFd master(::posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC));
+  ASSERT_TRUE(master);
+  ASSERT_EQ(::grantpt(master.get()), 0);
+  ASSERT_EQ(::unlockpt(master.get()), 0);
+  const std::string slave = ::ptsname(master.get());
+  const VirtioPort port = VirtioPort::open(slave);
+  EXPECT_EQ(port.device(), std::filesystem::path(slave));
+  EXPECT_TRUE(port.host_connected());
+  EXPECT_TRUE(port.wait_for_host(0ms));
+  master.reset();
+  EXPECT_FALSE(port.host_connected());
+  EXPECT_FALSE(port.wait_for_host(50ms));
+}
+
+TEST(VirtioPortSemantics, OpeningAMissingDeviceNamesIt) {
+  try {
+    (void)VirtioPort::open("/dev/vport9p9-missing");
+    FAIL() << "expected a throw";
+  } catch (const std::exception& e) {
+    EXPECT_EQ(describe(e), "open virtio-serial port /dev/vport9p9-missing: No such file or directory");
+  }
 }
 
 }  // namespace
