@@ -18,12 +18,13 @@ readonly KERNEL_META_PACKAGE=linux-image-amd64
 readonly MODULES="virtio_pci virtio_console virtio_blk virtio_net vmw_vsock_virtio_transport
   9pnet_virtio 9p virtiofs overlay virtio_mem virtio_balloon libnvdimm nd_pmem nd_btt nfit"
 readonly BUSYBOX=/bin/busybox
-readonly SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+readonly SCRIPT_DIR
 
 die() { echo "build-image: $*" >&2; exit 1; }
 log() { [[ -n ${QUIET:-} ]] || echo "build-image: $*" >&2; }
 
-out= agent= cache= compression=gzip
+out='' agent='' cache='' compression=gzip
 while (($#)); do
   case $1 in
     --out) out=${2:?--out needs a directory}; shift 2 ;;
@@ -31,17 +32,13 @@ while (($#)); do
     --cache) cache=${2:?--cache needs a directory}; shift 2 ;;
     --compression) compression=${2:?--compression needs gzip or none}; shift 2 ;;
     --quiet) QUIET=1; shift ;;
-    -h|--help) sed -n '2,11p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "${BASH_SOURCE[0]}"; exit 0 ;;
     *) die "unknown argument '$1' (see --help)" ;;
   esac
 done
 [[ -n $out ]] || die "--out DIR is required"
 [[ $compression == gzip || $compression == none ]] || die "--compression must be gzip or none, not '$compression'"
 [[ -z $agent || -x $agent ]] || die "agent '$agent' is not an executable file"
-# The initramfs has no libc: a dynamic agent would fail as /init with a bare ENOENT.
-if [[ -n $agent ]] && command -v file >/dev/null && ! file -L "$agent" | grep -q 'static'; then
-  die "agent '$agent' is not statically linked"
-fi
 [[ -x $BUSYBOX ]] || die "$BUSYBOX missing (apt-get install busybox-static)"
 for tool in apt-get apt-cache dpkg depmod modprobe cpio xz sha256sum; do
   command -v $tool >/dev/null || die "'$tool' not found (needs apt, dpkg, kmod, cpio, xz-utils, coreutils)"
@@ -51,10 +48,12 @@ mkdir -p "$out" "$cache"
 out=$(cd "$out" && pwd) cache=$(cd "$cache" && pwd)
 
 sha() { sha256sum "$1" | cut -d' ' -f1; }
+# The up-to-date path must stay well under a second on a loaded machine: few processes.
+first_word() { local word _; read -r word _; printf '%s' "$word"; }
 
 # --- which kernel: apt-cache costs ~1 s here (no pkgcache), so its answer is cached against the
 # state of the apt lists; `apt-get update` invalidates it.
-lists_state=$(stat -c '%n %s %Y' /var/lib/apt/lists/*_Packages* 2>/dev/null | sha256sum | cut -d' ' -f1)
+lists_state=$(stat -c '%n %s %Y' /var/lib/apt/lists/*_Packages* 2>/dev/null | sha256sum | first_word)
 resolved=$cache/kernel-resolution.$lists_state
 if [[ ! -s $resolved ]]; then
   kpkg=$(apt-cache depends "$KERNEL_META_PACKAGE" | awk '$1=="Depends:" && $2 ~ /^linux-image-/ {print $2; exit}')
@@ -69,25 +68,32 @@ fi
 read -r kpkg kversion kdeb_sha < "$resolved"
 kver=${kpkg#linux-image-}            # 6.1.0-56-amd64: the directory name under /lib/modules
 
-agent_sha=none
-[[ -n $agent ]] && agent_sha=$(sha "$agent")
+# One sha256sum for every input file: the script, init.sh, busybox and the agent, by content.
+input_hashes=$(sha256sum "${BASH_SOURCE[0]}" "$SCRIPT_DIR/init.sh" "$BUSYBOX" ${agent:+"$agent"})
 busybox_version=$(dpkg-query -W -f='${Version}' busybox-static 2>/dev/null || echo unknown)
-key=$(printf '%s\n' "script=$SCRIPT_VERSION $(sha "${BASH_SOURCE[0]}") $(sha "$SCRIPT_DIR/init.sh")" \
-  "kernel=$kpkg $kversion $kdeb_sha" "agent=$agent_sha" "busybox=$busybox_version $(sha $BUSYBOX)" \
-  "modules=$(echo $MODULES)" "compression=$compression" | sha256sum | cut -d' ' -f1)
+key=$(printf '%s\n' "script=$SCRIPT_VERSION" "$input_hashes" "kernel=$kpkg $kversion $kdeb_sha" \
+  "busybox=$busybox_version" "modules=${MODULES//[[:space:]]/ }" "compression=$compression" | sha256sum | first_word)
 stamp=$out/.build-image.key
 if [[ -f $stamp && $(<"$stamp") == "$key" && -f $out/vmlinux.container && -f $out/kata-containers-initrd.img ]]; then
   log "up to date ($kver, key ${key:0:12})"
   exit 0
 fi
 rm -f "$stamp"
+# The initramfs has no libc: a dynamic agent would fail as /init with a bare ENOENT.
+if [[ -n $agent ]] && command -v file >/dev/null && ! file -L "$agent" | grep -q 'static'; then
+  die "agent '$agent' is not statically linked"
+fi
 
 # --- kernel: download (verified against apt's SHA256), unpack, depmod, extract the ELF.
 kdir=$cache/kernel-$kdeb_sha
 if [[ ! -f $kdir/.complete ]]; then
   rm -rf "$kdir" && mkdir -p "$kdir/deb"
   log "downloading $kpkg $kversion"
-  (cd "$kdir/deb" && apt-get download -q "$kpkg=$kversion" 2>&1 | grep -v '^W: Download is performed unsandboxed' >&2 || true)
+  # (as root apt warns that the download is unsandboxed; that is expected here)
+  if ! (cd "$kdir/deb" && apt-get download -q "$kpkg=$kversion") 2> "$kdir/apt.err"; then
+    cat "$kdir/apt.err" >&2
+    die "apt-get download $kpkg=$kversion failed"
+  fi
   deb=$(echo "$kdir"/deb/*.deb)
   [[ -f $deb ]] || die "apt-get download $kpkg=$kversion produced no .deb"
   [[ $(sha "$deb") == "$kdeb_sha" ]] || die "$deb does not match apt's SHA256 $kdeb_sha"

@@ -11,6 +11,7 @@ for f in "$kernel" "$initrd" "$modules"; do
 done
 work=$(mktemp -d "${TMPDIR:-/tmp}/kata-test-boot.XXXXXX")
 qemu_pid=
+# shellcheck disable=SC2317  # invoked by the EXIT trap
 cleanup() {
   if [[ -n $qemu_pid ]] && kill -0 "$qemu_pid" 2>/dev/null; then kill -KILL "$qemu_pid"; wait "$qemu_pid" || true; fi
   rm -rf "$work"
