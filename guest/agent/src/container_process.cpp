@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <grp.h>
+#include <linux/close_range.h>
 #include <linux/openat2.h>
 #include <linux/sched.h>
 #include <sched.h>
@@ -372,6 +373,10 @@ bool is_directory_path(const char* path) {
     if (n != 1) ::_exit(127);  // the owner went away without starting us
     ::close(plan.start_gate);
   }
+
+  // Nothing of the agent's may reach the container, whoever opened it without O_CLOEXEC (a
+  // library's socket); the report pipe is already close-on-exec.
+  ::syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC);
 
   int error = ENOENT;
   for (std::size_t i = 0; i < plan.candidate_count; ++i) {

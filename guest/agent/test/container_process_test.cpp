@@ -186,6 +186,16 @@ TEST_F(BusyboxRootfs, ExecJoinsTheContainersNamespaces) {
   EXPECT_EQ(container_init.exit_state()->wait_blocking().signal, SIGKILL);
 }
 
+TEST_F(BusyboxRootfs, NoAgentDescriptorLeaksIntoTheContainer) {
+  const int leaked = ::open("/dev/null", O_RDONLY);  // deliberately without O_CLOEXEC
+  ASSERT_GE(leaked, 3);
+  ContainerProcess p = ContainerProcess::spawn(container({"ls", "/proc/self/fd"}));
+  const std::string out = read_all(p.stdout_reader.get());
+  ::close(leaked);
+  EXPECT_EQ(p.exit_state()->wait_blocking(), (ExitStatus{0, 0}));
+  EXPECT_EQ(out, "0\n1\n2\n3\n") << out;  // 3 is ls's own directory handle
+}
+
 TEST_F(BusyboxRootfs, DestroyingAnUnstartedProcessKillsIt) {
   SpawnRequest request = container({"sleep", "100"});
   request.hold_before_exec = true;
