@@ -49,7 +49,7 @@ void ClientConnection::throw_closed() const {
 }
 
 void ClientConnection::start_call(ClientCall& call, const RequestFields& request, std::uint8_t flags,
-                                  Clock::time_point deadline, CancellationSignal* signal) {
+                                  Clock::time_point deadline, CancellationSignal* signal, std::string* owned_payload) {
   if (closed_) throw_closed();
   if (signal != nullptr && signal->cancelled()) fail(Errc::cancelled, "ttrpc call cancelled");
   RequestFields fields = request;
@@ -75,7 +75,12 @@ void ClientConnection::start_call(ClientCall& call, const RequestFields& request
     signal->attached_ = &call;
     call.signal = signal;
   }
-  append_request_frame(outbox(), call.stream_id, flags, fields, size);
+  if (owned_payload != nullptr && fields.payload.size() >= large_payload) {
+    append_request_frame_head(outbox(), call.stream_id, flags, fields, size);
+    append_owned(std::move(*owned_payload));
+  } else {
+    append_request_frame(outbox(), call.stream_id, flags, fields, size);
+  }
   frames_appended();
 }
 
@@ -272,7 +277,7 @@ Task<std::string> Client::call(std::string_view service, std::string_view method
   if (!connection) fail(Errc::unavailable, "ttrpc connection closed");
   detail::ClientCall call(connection->executor(), false, {});
   connection->start_call(call, {service, method, payload, 0, &options.metadata}, 0, options.deadline,
-                         options.cancellation);
+                         options.cancellation, &payload);
   co_await connection->wait(call);
   co_return std::move(call.response);
 }

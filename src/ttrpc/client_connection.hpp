@@ -49,8 +49,10 @@ class ClientConnection final : public ConnectionBase {
   /// Assigns a stream id, registers `call` and queues its Request frame. Throws unavailable
   /// (closed), cancelled (signal already fired), deadline_exceeded (deadline already passed),
   /// resource_exhausted (too large, or stream ids used up).
+  /// A large `owned_payload` (the bytes request.payload views) is moved into the write queue
+  /// instead of being copied.
   void start_call(ClientCall& call, const RequestFields& request, std::uint8_t flags,
-                  Clock::time_point deadline, CancellationSignal* signal);
+                  Clock::time_point deadline, CancellationSignal* signal, std::string* owned_payload = nullptr);
 
   /// Suspends until `call` has something for its owner: finished, a failure, a message in its
   /// inbox (streams), cancellation or its deadline. Throws the corresponding kata::Error, after

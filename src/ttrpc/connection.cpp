@@ -52,29 +52,75 @@ void ReadBuffer::reallocate(std::size_t capacity) {
 ConnectionBase::ConnectionBase(Transport transport)
     : transport_(std::move(transport)), executor_(transport_.get_executor()) {}
 
+std::string& ConnectionBase::outbox() {
+  if (chunks_.empty() || last_chunk_owned_ || chunks_.size() <= inflight_chunks_) {
+    chunks_.push_back(std::move(spare_));
+    spare_.clear();
+    last_chunk_owned_ = false;
+  }
+  return chunks_.back();
+}
+
+void ConnectionBase::append_owned(std::string bytes) {
+  chunks_.push_back(std::move(bytes));
+  last_chunk_owned_ = true;
+}
+
 void ConnectionBase::frames_appended() {
   if (closed_ || writing_ || flush_scheduled_) return;
   flush_scheduled_ = true;
   asio::post(executor_, [self = shared_from_this()] { self->flush(); });
 }
 
+std::vector<asio::const_buffer> ConnectionBase::pending_buffers(std::size_t& chunk_count) const {
+  // IOV_MAX is 1024 on Linux; frames are coalesced into few chunks, so this is rarely reached.
+  constexpr std::size_t max_buffers = 64;
+  std::vector<asio::const_buffer> buffers;
+  chunk_count = std::min(chunks_.size(), max_buffers);
+  buffers.reserve(chunk_count);
+  for (std::size_t i = 0; i < chunk_count; ++i) {
+    const std::string& chunk = chunks_[i];
+    const std::size_t skip = i == 0 ? front_offset_ : 0;
+    buffers.emplace_back(chunk.data() + skip, chunk.size() - skip);
+  }
+  return buffers;
+}
+
+void ConnectionBase::consume_written(std::size_t bytes) noexcept {
+  while (bytes > 0 && !chunks_.empty()) {
+    std::string& front = chunks_.front();
+    const std::size_t left = front.size() - front_offset_;
+    if (bytes < left) {
+      front_offset_ += bytes;
+      return;
+    }
+    bytes -= left;
+    front_offset_ = 0;
+    // Keep one small buffer's capacity for the next frames; large ones go back to the allocator.
+    if (front.capacity() <= ReadBuffer::default_capacity && front.capacity() > spare_.capacity()) {
+      front.clear();
+      spare_.swap(front);
+    }
+    chunks_.pop_front();
+  }
+}
+
 void ConnectionBase::flush() {
   flush_scheduled_ = false;
-  if (closed_ || writing_ || outbox_.empty()) return;
-  last_batch_size_ = outbox_.size();
+  if (closed_ || writing_ || chunks_.empty()) return;
+  std::size_t count = 0;
+  const std::vector<asio::const_buffer> buffers = pending_buffers(count);
   boost::system::error_code error;
-  const std::size_t written = transport_.try_write(asio::buffer(outbox_), error);
+  const std::size_t written = transport_.try_write(buffers, error);
   if (error && error != asio::error::would_block && error != asio::error::try_again) {
     on_write_failed(fmt::format("write: {}", error.message()));
     return;
   }
-  if (written == outbox_.size()) {
-    outbox_.clear();
-    release_outbox_if_large();
+  consume_written(written);
+  if (chunks_.empty()) {
     on_write_idle();
     return;
   }
-  outbox_.erase(0, written);
   writing_ = true;
   asio::co_spawn(executor_, write_loop(shared_from_this()), asio::detached);
 }
@@ -83,17 +129,21 @@ void ConnectionBase::flush() {
 Task<void> ConnectionBase::write_loop(std::shared_ptr<ConnectionBase> /*self*/) {
   std::string failure;
   try {
-    while (!outbox_.empty() && !closed_) {
-      inflight_.swap(outbox_);
-      last_batch_size_ = inflight_.size();
-      co_await transport_.write_all(asio::buffer(inflight_));
-      inflight_.clear();
+    while (!chunks_.empty() && !closed_) {
+      std::size_t count = 0;
+      std::vector<asio::const_buffer> buffers = pending_buffers(count);
+      std::size_t total = 0;
+      for (const auto& buffer : buffers) total += buffer.size();
+      inflight_chunks_ = count;
+      co_await transport_.write_all(std::move(buffers));
+      inflight_chunks_ = 0;
+      consume_written(total);
     }
   } catch (const boost::system::system_error& e) {
     failure = fmt::format("write: {}", e.code().message());
   }
   writing_ = false;
-  inflight_.clear();
+  inflight_chunks_ = 0;
   if (cancel_read_after_write_) {
     cancel_read_after_write_ = false;
     transport_.cancel();
@@ -102,14 +152,7 @@ Task<void> ConnectionBase::write_loop(std::shared_ptr<ConnectionBase> /*self*/) 
     if (!closed_) on_write_failed(std::move(failure));
     co_return;
   }
-  release_outbox_if_large();
   if (!closed_) on_write_idle();
-}
-
-void ConnectionBase::release_outbox_if_large() noexcept {
-  if (last_batch_size_ > ReadBuffer::default_capacity) return;
-  if (outbox_.empty() && outbox_.capacity() > ReadBuffer::default_capacity) std::string().swap(outbox_);
-  if (inflight_.capacity() > ReadBuffer::default_capacity) std::string().swap(inflight_);
 }
 
 void ConnectionBase::stop_reading() noexcept {

@@ -1,19 +1,22 @@
 // What client and server connections share: the read buffer that frames are decoded from, and
 // the write path that keeps frames whole and in order.
 //
-// Writing: frames are appended to `outbox`; a flush is posted once, so frames produced by
+// Writing: frames are appended to `outbox()`; a flush is posted once, so frames produced by
 // coroutines that run in the same turn of the event loop leave in one write. The flush tries a
 // non-blocking write first; only when the kernel buffer is full does a writer coroutine take
-// over, and it exits as soon as the outbox is empty, so an idle connection owns no coroutine
-// other than its reader.
+// over, and it exits as soon as everything is written, so an idle connection owns no coroutine
+// other than its reader. A large payload is not copied into the outbox: it is moved in as a
+// chunk of its own (append_owned) and written with the surrounding frames in one gathering write.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "kata/core/asio.hpp"
 #include "kata/ttrpc/frame.hpp"
@@ -59,11 +62,13 @@ class ConnectionBase : public std::enable_shared_from_this<ConnectionBase> {
   [[nodiscard]] bool closed() const noexcept { return closed_; }
 
  protected:
-  /// Frames are appended here, then frames_appended() is called.
-  std::string& outbox() noexcept { return outbox_; }
+  /// Frame bytes are appended to the returned buffer, then frames_appended() is called.
+  std::string& outbox();
+  /// Queues `bytes` (typically a large payload) after everything appended so far, without copying.
+  void append_owned(std::string bytes);
   void frames_appended();
   /// True when nothing is waiting to be written or being written.
-  [[nodiscard]] bool write_idle() const noexcept { return !writing_ && !flush_scheduled_ && outbox_.empty(); }
+  [[nodiscard]] bool write_idle() const noexcept { return !writing_ && !flush_scheduled_ && chunks_.empty(); }
   [[nodiscard]] bool writing() const noexcept { return writing_; }
 
   /// Starts the reader coroutine; it calls on_frame for every frame and on_read_end once.
@@ -89,13 +94,18 @@ class ConnectionBase : public std::enable_shared_from_this<ConnectionBase> {
   void flush();
   Task<void> write_loop(std::shared_ptr<ConnectionBase> self);
   Task<void> read_loop(std::shared_ptr<ConnectionBase> self);
-  void release_outbox_if_large() noexcept;
+  std::vector<asio::const_buffer> pending_buffers(std::size_t& chunk_count) const;
+  void consume_written(std::size_t bytes) noexcept;
 
   Executor executor_;
   ReadBuffer read_buffer_;
-  std::string outbox_;
-  std::string inflight_;
-  std::size_t last_batch_size_ = 0;
+  // Bytes to write, in order. A deque, because pushing at the back never moves the strings being
+  // written (a vector would, and short strings keep their bytes inline).
+  std::deque<std::string> chunks_;
+  std::size_t front_offset_ = 0;     ///< bytes of chunks_.front() already written
+  std::size_t inflight_chunks_ = 0;  ///< leading chunks an async write is using: never appended to
+  bool last_chunk_owned_ = false;    ///< chunks_.back() came from append_owned
+  std::string spare_;                ///< a written small chunk kept for reuse
   bool writing_ = false;
   bool flush_scheduled_ = false;
   bool read_stopped_ = false;

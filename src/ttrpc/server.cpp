@@ -164,7 +164,9 @@ class ServerConnection final : public ConnectionBase {
     server_->connection_closed(this);
   }
 
-  void send_response(std::uint32_t stream_id, Errc code, std::string_view message, std::string_view payload) {
+  /// A large `owned_payload` (the bytes `payload` views) is moved into the write queue.
+  void send_response(std::uint32_t stream_id, Errc code, std::string_view message, std::string_view payload,
+                     std::string* owned_payload = nullptr) {
     if (closed_) return;
     std::size_t size = response_size(code, message, payload);
     std::string too_large;
@@ -175,7 +177,12 @@ class ServerConnection final : public ConnectionBase {
       payload = {};
       size = response_size(code, message, payload);
     }
-    append_response_frame(outbox(), stream_id, code, message, payload, size);
+    if (owned_payload != nullptr && payload.size() >= large_payload) {
+      append_response_frame_head(outbox(), stream_id, code, message, payload.size(), size);
+      append_owned(std::move(*owned_payload));
+    } else {
+      append_response_frame(outbox(), stream_id, code, message, payload, size);
+    }
     frames_appended();
   }
 
@@ -306,7 +313,7 @@ Task<void> ServerConnection::run_call(std::shared_ptr<ServerConnection> self, st
   if (!c.answered && !closed_) {
     c.answered = true;
     if (!c.streaming()) {
-      send_response(c.stream_id, code, message, payload);
+      send_response(c.stream_id, code, message, payload, &payload);
     } else if (code != Errc::ok || !c.method->desc.server_streaming) {
       send_response(c.stream_id, code, message, last_message.value_or(std::string()));
     } else if (last_message && last_message->size() > max_message_size) {

@@ -105,8 +105,21 @@ Task<void> Transport::write_all(asio::const_buffer buffer) {
   });
 }
 
+Task<void> Transport::write_all(std::vector<asio::const_buffer> buffers) {
+  return impl_->visit([&](auto& s) -> Task<void> {
+    return [](auto& stream, std::vector<asio::const_buffer> data) -> Task<void> {
+      co_await asio::async_write(stream, data, asio::use_awaitable_t<Executor>{});
+    }(s, std::move(buffers));
+  });
+}
+
 std::size_t Transport::try_write(asio::const_buffer buffer, boost::system::error_code& error) noexcept {
   return impl_->visit([&](auto& s) { return s.write_some(buffer, error); });
+}
+
+std::size_t Transport::try_write(const std::vector<asio::const_buffer>& buffers,
+                                 boost::system::error_code& error) noexcept {
+  return impl_->visit([&](auto& s) { return s.write_some(buffers, error); });
 }
 
 void Transport::cancel() noexcept {

@@ -98,6 +98,33 @@ void append_request_frame(std::string& out, std::uint32_t stream_id, std::uint8_
   }
 }
 
+void append_request_frame_head(std::string& out, std::uint32_t stream_id, std::uint8_t flags,
+                               const RequestFields& request, std::size_t size) {
+  using wire::KeyValue;
+  using wire::Request;
+  std::array<std::uint8_t, frame_header_size> header{};
+  encode_header({static_cast<std::uint32_t>(size), stream_id, MessageType::request, flags}, header);
+  out.append(reinterpret_cast<const char*>(header.data()), header.size());
+  append_bytes_field(out, Request::kServiceFieldNumber, request.service);
+  append_bytes_field(out, Request::kMethodFieldNumber, request.method);
+  if (request.timeout_nano != 0) {
+    append_varint(out, tag(Request::kTimeoutNanoFieldNumber, varint));
+    append_varint(out, static_cast<std::uint64_t>(request.timeout_nano));
+  }
+  if (request.metadata != nullptr) {
+    for (const auto& entry : *request.metadata) {
+      append_varint(out, tag(Request::kMetadataFieldNumber, length_delimited));
+      append_varint(out, key_value_size(entry));
+      append_bytes_field(out, KeyValue::kKeyFieldNumber, entry.key);
+      append_bytes_field(out, KeyValue::kValueFieldNumber, entry.value);
+    }
+  }
+  if (!request.payload.empty()) {
+    append_varint(out, tag(Request::kPayloadFieldNumber, length_delimited));
+    append_varint(out, request.payload.size());
+  }
+}
+
 std::size_t response_size(Errc code, std::string_view message, std::string_view payload) noexcept {
   std::size_t size = optional_bytes_field_size(payload);
   if (code != Errc::ok || !message.empty()) size += bytes_field_size(status_size(code, message));
@@ -122,6 +149,18 @@ void append_response_frame(std::string& out, std::uint32_t stream_id, Errc code,
     append_bytes_field(out, Status::kMessageFieldNumber, message);
   }
   append_bytes_field(out, Response::kPayloadFieldNumber, payload);
+}
+
+void append_response_frame_head(std::string& out, std::uint32_t stream_id, Errc code,
+                                std::string_view message, std::size_t payload_size, std::size_t size) {
+  using wire::Response;
+  // The header carries the full size; the payload field is last, so the head ends with its tag
+  // and length and the payload bytes follow as their own chunk.
+  append_response_frame(out, stream_id, code, message, {}, size);
+  if (payload_size > 0) {
+    append_varint(out, tag(Response::kPayloadFieldNumber, length_delimited));
+    append_varint(out, payload_size);
+  }
 }
 
 }  // namespace kata::ttrpc::detail

@@ -32,6 +32,16 @@ struct RequestFields {
 void append_request_frame(std::string& out, std::uint32_t stream_id, std::uint8_t flags,
                           const RequestFields& request, std::size_t size);
 
+/// Payloads at least this large are not copied into the output buffer: the frame is written as a
+/// head (everything but the payload bytes) followed by the payload moved in as its own chunk.
+inline constexpr std::size_t large_payload = 64 * 1024;
+
+/// Appends header + Request without the payload bytes, which the caller queues right after. The
+/// payload field goes last (valid protobuf: fields may come in any order), so that the bytes
+/// that follow the head are exactly the payload.
+void append_request_frame_head(std::string& out, std::uint32_t stream_id, std::uint8_t flags,
+                               const RequestFields& request, std::size_t size);
+
 /// Encoded size of a Response{status{code, message}, payload}.
 [[nodiscard]] std::size_t response_size(Errc code, std::string_view message,
                                         std::string_view payload) noexcept;
@@ -39,5 +49,9 @@ void append_request_frame(std::string& out, std::uint32_t stream_id, std::uint8_
 /// Appends header + Response. The status is omitted when code is ok and message empty.
 void append_response_frame(std::string& out, std::uint32_t stream_id, Errc code,
                            std::string_view message, std::string_view payload, std::size_t size);
+
+/// Appends header + Response without the payload bytes (the payload field is last anyway).
+void append_response_frame_head(std::string& out, std::uint32_t stream_id, Errc code,
+                                std::string_view message, std::size_t payload_size, std::size_t size);
 
 }  // namespace kata::ttrpc::detail

@@ -21,6 +21,7 @@
 #include <filesystem>
 #include <memory>
 #include <system_error>
+#include <vector>
 
 #include <boost/asio/buffer.hpp>
 
@@ -50,9 +51,14 @@ class Transport {
   /// must stay valid and unchanged until completion.
   [[nodiscard]] Task<void> write_all(asio::const_buffer buffer);
 
+  /// Gathering form of write_all: the buffers are written in order, as one stream of bytes.
+  [[nodiscard]] Task<void> write_all(std::vector<asio::const_buffer> buffers);
+
   /// One non-blocking write attempt; returns the bytes written (0 with `error` set to
   /// would_block when the kernel buffer is full). Never suspends.
   std::size_t try_write(asio::const_buffer buffer, boost::system::error_code& error) noexcept;
+  /// Gathering form of try_write (one writev/sendmsg).
+  std::size_t try_write(const std::vector<asio::const_buffer>& buffers, boost::system::error_code& error) noexcept;
 
   /// Aborts pending read_some/write_all with operation_aborted; the descriptor stays open.
   void cancel() noexcept;
