@@ -339,10 +339,10 @@ Task<void> SharedFs::stop() {
       daemon_.signal(SIGKILL);
     }
   }
+  // The reaped ChildProcess is kept: it answers concurrent and later waiters with the status.
   if (daemon_.valid()) {
     const ExitStatus status = co_await daemon_.wait(executor_);
     logger().info("virtiofsd pid {} exited with status {}", daemon_.pid(), status.as_exit_code());
-    daemon_ = ChildProcess();
   }
   if (daemon_log_) {
     // The pipe reports end of file once the daemon is gone; do not wait for a straggler that
@@ -358,8 +358,8 @@ Task<ExitStatus> SharedFs::wait_daemon_exit() {
   co_return co_await daemon_.wait(executor_);
 }
 
-pid_t SharedFs::daemon_pid() const noexcept {
-  return daemon_.valid() ? daemon_.pid() : -1;
+pid_t SharedFs::daemon_pid() noexcept {
+  return daemon_.valid() && !daemon_.try_wait() ? daemon_.pid() : -1;
 }
 
 SharedPath SharedFs::share(const fs::path& source, const fs::path& relative, bool read_only) {
@@ -414,7 +414,6 @@ void SharedFs::cleanup() {
                  if (daemon_.valid() && !daemon_.try_wait()) {
                    daemon_.terminate_blocking(options_.daemon_stop_grace);
                  }
-                 daemon_ = ChildProcess();
                  if (kind_ == ShareFsKind::virtio_fs) remove_if_present(options_.daemon_socket);
                  view_mount_ = {};
                  rw_mount_ = {};

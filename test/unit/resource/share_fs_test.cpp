@@ -4,7 +4,9 @@
 #include "kata/resource/share_fs/shared_fs.hpp"
 
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -18,6 +20,7 @@
 #include <gtest/gtest.h>
 
 #include "kata/core/error.hpp"
+#include "kata/core/unique_fd.hpp"
 #include "kata/resource/share_fs/virtiofsd.hpp"
 #include "unit/resource/test_support.hpp"
 
@@ -325,6 +328,27 @@ TEST_F(SharedFsTest, QemuVirtiofsdStartsAndStops) {
   EXPECT_FALSE(fs::exists(device->daemon_socket));
   run_task(io_, shared.stop());  // idempotent
   shared.cleanup();
+}
+
+// What happens when QEMU goes away: the C daemon exits by itself, and the runtime notices.
+TEST_F(SharedFsTest, DaemonExitIsObserved) {
+  if (!fs::exists(qemu_virtiofsd)) GTEST_SKIP() << qemu_virtiofsd << " is not installed";
+  auto& shared = make(options("virtio-fs"));
+  run_task(io_, shared.start());
+  ASSERT_GT(shared.daemon_pid(), 0);
+  {
+    const UniqueFd client(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    sockaddr_un address{};
+    address.sun_family = AF_UNIX;
+    const std::string socket_path = shared.device()->daemon_socket.string();
+    socket_path.copy(address.sun_path, sizeof address.sun_path - 1);
+    ASSERT_EQ(::connect(client.get(), reinterpret_cast<const sockaddr*>(&address), sizeof address), 0);
+  }  // the "VMM" disconnects
+  const ExitStatus status = run_task(io_, shared.wait_daemon_exit());
+  EXPECT_EQ(status.signal, 0);
+  EXPECT_EQ(shared.daemon_pid(), -1);
+  run_task(io_, shared.stop());
+  EXPECT_EQ(run_task(io_, shared.wait_daemon_exit()), status);  // later waiters get the same answer
 }
 
 TEST_F(SharedFsTest, DestructionKillsARunningDaemon) {

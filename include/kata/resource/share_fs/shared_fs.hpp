@@ -169,8 +169,9 @@ class SharedFs {
   /// no daemon was started. The SharedFs must outlive the wait.
   Task<ExitStatus> wait_daemon_exit();
 
-  /// The running daemon's pid (state.json's virtiofs_daemon_pid), or -1.
-  [[nodiscard]] pid_t daemon_pid() const noexcept;
+  /// The running daemon's pid (state.json's virtiofs_daemon_pid), or -1 once it exited (an
+  /// exited daemon is reaped here).
+  [[nodiscard]] pid_t daemon_pid() noexcept;
 
   /// Bind-mounts `source` (directory or file, symlinks followed, submounts included) at
   /// rw/passthrough/<relative>, creating the mount point and its parents. A read-only share is
