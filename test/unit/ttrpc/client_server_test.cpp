@@ -220,6 +220,14 @@ TEST_F(TtrpcTest, UnknownServiceAndMethod) {
       EXPECT_EQ(e.code(), Errc::not_supported);
       EXPECT_STREQ(e.what(), "method Nope");
     }
+    // Names are bytes on the wire: invalid UTF-8 is just another unknown method, not garbage.
+    try {
+      co_await client.call("test.Echo", "\xff\xfe", {});
+      ADD_FAILURE() << "unknown method answered";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.code(), Errc::not_supported);
+      EXPECT_STREQ(e.what(), "method \xff\xfe");
+    }
     server_.close();
   }());
   expect_no_leaks();
