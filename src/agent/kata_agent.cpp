@@ -30,7 +30,8 @@ Task<void> KataAgent::create_sandbox(const grpc::CreateSandboxRequest& r) {
   co_await invoke<Empty>(service, "CreateSandbox", r, Deadline::request);
 }
 Task<void> KataAgent::destroy_sandbox() {
-  co_await invoke<Empty>(service, "DestroySandbox", grpc::DestroySandboxRequest{}, Deadline::request);
+  const grpc::DestroySandboxRequest request;  // named: see the GCC 12 note in docs/architecture.md
+  co_await invoke<Empty>(service, "DestroySandbox", request, Deadline::request);
 }
 Task<grpc::GuestDetailsResponse> KataAgent::get_guest_details(const grpc::GuestDetailsRequest& r) {
   return invoke<grpc::GuestDetailsResponse>(service, "GetGuestDetails", r, Deadline::request);

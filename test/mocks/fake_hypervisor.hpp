@@ -106,8 +106,12 @@ class FakeHypervisor {
   Task<void> cleanup() { cleaned_up = true; co_return; }
 
   [[nodiscard]] hypervisor::AgentAddress agent_address() const {
+    if (agent_address_override) return *agent_address_override;
     return hypervisor::SerialPortAddress{context_.state_dir / "agent.sock"};
   }
+
+  /// Where a test's fake agent listens, when not under the state directory.
+  std::optional<hypervisor::AgentAddress> agent_address_override;
   [[nodiscard]] bool is_running() const { return running_; }
   [[nodiscard]] pid_t vmm_pid() const { return running_ ? 4242 : -1; }
   [[nodiscard]] std::vector<pid_t> pids() const { return running_ ? std::vector<pid_t>{4242} : std::vector<pid_t>{}; }

@@ -92,7 +92,8 @@ class KataAgent {
   enum class Deadline { request, none, health };
 
   template <class Response, class Request>
-  Task<Response> invoke(std::string_view service_name, std::string_view method, const Request& request, Deadline deadline);
+  // The request is taken by value: the coroutine starts lazily, after a temporary argument is gone.
+  Task<Response> invoke(std::string_view service_name, std::string_view method, Request request, Deadline deadline);
 
   std::unique_ptr<ttrpc::Client> client_;  // stable address across moves of KataAgent
   AgentTimeouts timeouts_;

@@ -32,7 +32,7 @@ Task<KataAgent> KataAgent::connect(Executor executor, const hypervisor::AgentAdd
 }
 
 template <class Response, class Request>
-Task<Response> KataAgent::invoke(std::string_view service_name, std::string_view method, const Request& request,
+Task<Response> KataAgent::invoke(std::string_view service_name, std::string_view method, Request request,
                                  Deadline deadline) {
   ttrpc::CallOptions options;
   switch (deadline) {

@@ -1,0 +1,75 @@
+// A container process's stdio: containerd's FIFOs on the host, the agent's Read/Write RPCs in the
+// guest, and the copies between them.
+//
+// Output: ReadStdout/ReadStderr long polls until the guest process closes its end (an empty
+// reply or an error ends the stream), each chunk written to the FIFO. If containerd's reader goes
+// away, the guest output is still drained so the process never blocks on a full pipe.
+// Input: the FIFO is read and forwarded with WriteStdin. The shim holds a write end of the stdin
+// FIFO itself, so the copy sees end-of-file only after containerd's CloseIO (host-lab §1f: a
+// piped `cat` would otherwise never end, or end too early); then CloseStdin reaches the guest.
+#pragma once
+
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include <boost/asio/posix/stream_descriptor.hpp>
+
+#include "kata/agent/kata_agent.hpp"
+#include "kata/core/async_event.hpp"
+#include "kata/core/asio.hpp"
+#include "kata/core/gate.hpp"
+#include "kata/core/unique_fd.hpp"
+#include "kata/runtime/task_runtime.hpp"
+
+namespace kata::runtime {
+
+/// Shared ownership: each copy coroutine holds the object, so it outlives them whatever happens to
+/// the process record; abort() cancels blocked host I/O so the copies end promptly.
+class ProcessIo : public std::enable_shared_from_this<ProcessIo> {
+ public:
+  /// Opens the host ends (FIFOs, or files for file:// URIs). Throws kata::Error naming the path:
+  /// not_supported for binary:// loggers (not implemented yet), the errno mapping otherwise.
+  static std::shared_ptr<ProcessIo> open(Executor executor, agent::KataAgent& agent, ProcessId process, const Stdio& stdio);
+
+  ProcessIo(Executor executor, agent::KataAgent& agent, ProcessId process, const Stdio& stdio);
+  ProcessIo(const ProcessIo&) = delete;
+  ProcessIo& operator=(const ProcessIo&) = delete;
+  ~ProcessIo();
+
+  /// Starts the copies inside `gate`. Call once, after the process started in the guest.
+  void start(Gate& gate);
+
+  /// Completes when stdout and stderr reached end-of-stream and everything was written.
+  Task<void> wait_output_done();
+
+  /// containerd's CloseIO(stdin): lets the stdin copy reach end-of-file once containerd closed
+  /// its end, after which the guest's stdin is closed. Idempotent.
+  void close_stdin() noexcept;
+
+  /// Drops the host ends at once (the VM is gone, or shutdown): pending host I/O is cancelled,
+  /// copies end, output counts as done. Copies blocked in an agent call end when the agent
+  /// connection is closed, which the caller does first.
+  void abort() noexcept;
+
+ private:
+  using Descriptor = asio::posix::stream_descriptor;
+  static Task<void> copy_output(std::shared_ptr<ProcessIo> self, bool is_stderr);
+  static Task<void> copy_input(std::shared_ptr<ProcessIo> self);
+  void output_finished() noexcept;
+
+  Executor executor_;
+  agent::KataAgent& agent_;
+  ProcessId process_;
+  std::optional<Descriptor> stdin_;
+  UniqueFd stdin_hold_;  // our write end of the stdin FIFO; closed by close_stdin()
+  std::optional<Descriptor> stdout_;
+  std::optional<Descriptor> stderr_;
+  int outputs_running_ = 0;
+  bool started_ = false;
+  bool aborted_ = false;
+  AsyncEvent output_done_;
+};
+
+}  // namespace kata::runtime

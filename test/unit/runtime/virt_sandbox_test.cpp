@@ -1,0 +1,399 @@
+// VirtSandbox against the fake hypervisor and a scripted guest agent served over a real ttRPC
+// socket: the runtime's lifecycle, I/O and failure handling without a VM.
+#include "kata/runtime/virt_sandbox.hpp"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <map>
+#include <set>
+
+#include <boost/asio/use_future.hpp>
+
+#include "google/protobuf/empty.pb.h"
+#include "kata/core/error.hpp"
+#include "kata/ttrpc/server.hpp"
+#include "mocks/fake_hypervisor.hpp"
+
+namespace kata::runtime {
+namespace {
+
+namespace fs = std::filesystem;
+
+// Named, never brace-initialised inside a co_await expression: GCC 12 destroys such temporaries
+// twice (docs/architecture.md, compiler notes).
+const ProcessId c1_init{"c1", {}};
+const ProcessId c1_e1{"c1", "e1"};
+using namespace std::chrono_literals;
+using Sandbox = VirtSandbox<testing::FakeHypervisor, agent::SerialPortTransport>;
+
+/// A guest agent that records what it is asked and answers like the real one: output of a
+/// started process, then end of stream; exit codes from `exit_codes`.
+struct FakeGuest {
+  std::vector<std::string> calls;
+  grpc::CreateSandboxRequest sandbox;
+  std::map<std::string, grpc::CreateContainerRequest> containers;
+  std::map<std::string, int> exit_codes;
+  std::map<std::string, std::string> pending_output;  // key: container/exec
+  std::string stdin_received;
+  bool stdin_closed = false;
+  std::optional<AsyncEvent> release_create;  // when set, CreateContainer waits for it
+  bool block_wait = false;                    // WaitProcess never answers (the process runs on)
+  std::optional<AsyncEvent> stopped;          // ends the long polls when the test is over
+
+  static std::string key(const std::string& container, const std::string& exec) { return container + "/" + exec; }
+
+  ttrpc::ServiceDefinition service() {
+    ttrpc::ServiceDefinition agent("grpc.AgentService");
+    auto empty = [] { return google::protobuf::Empty{}.SerializeAsString(); };
+    agent.add_unary("CreateSandbox", [this, empty](std::string_view bytes, const ttrpc::CallContext&) -> Task<std::string> {
+      calls.push_back("CreateSandbox");
+      sandbox.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()));
+      co_return empty();
+    });
+    agent.add_unary("CreateContainer", [this, empty](std::string_view bytes, const ttrpc::CallContext&) -> Task<std::string> {
+      grpc::CreateContainerRequest request;
+      request.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()));
+      calls.push_back("CreateContainer " + request.container_id());
+      if (release_create) co_await release_create->wait();
+      containers[request.container_id()] = request;
+      co_return empty();
+    });
+    agent.add_unary("StartContainer", [this, empty](std::string_view bytes, const ttrpc::CallContext&) -> Task<std::string> {
+      grpc::StartContainerRequest request;
+      request.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()));
+      calls.push_back("StartContainer " + request.container_id());
+      pending_output[key(request.container_id(), "")] = "hello from " + request.container_id() + "\n";
+      co_return empty();
+    });
+    agent.add_unary("ExecProcess", [this, empty](std::string_view bytes, const ttrpc::CallContext&) -> Task<std::string> {
+      grpc::ExecProcessRequest request;
+      request.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()));
+      calls.push_back("ExecProcess " + request.exec_id() + " " + request.process().args(0));
+      pending_output[key(request.container_id(), request.exec_id())] = "exec output\n";
+      co_return empty();
+    });
+    agent.add_unary("ReadStdout", [this](std::string_view bytes, const ttrpc::CallContext&) -> Task<std::string> {
+      grpc::ReadStreamRequest request;
+      request.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()));
+      grpc::ReadStreamResponse response;
+      auto it = pending_output.find(key(request.container_id(), request.exec_id()));
+      if (it != pending_output.end()) {
+        response.set_data(it->second);
+        pending_output.erase(it);
+      }
+      co_return response.SerializeAsString();  // empty data: end of stream
+    });
+    agent.add_unary("ReadStderr", [](std::string_view, const ttrpc::CallContext&) -> Task<std::string> {
+      co_return grpc::ReadStreamResponse{}.SerializeAsString();
+    });
+    agent.add_unary("WriteStdin", [this](std::string_view bytes, const ttrpc::CallContext&) -> Task<std::string> {
+      grpc::WriteStreamRequest request;
+      request.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()));
+      stdin_received += request.data();
+      grpc::WriteStreamResponse response;
+      response.set_len(static_cast<std::uint32_t>(request.data().size()));
+      co_return response.SerializeAsString();
+    });
+    agent.add_unary("CloseStdin", [this, empty](std::string_view, const ttrpc::CallContext&) -> Task<std::string> {
+      stdin_closed = true;
+      co_return empty();
+    });
+    agent.add_unary("WaitProcess", [this](std::string_view bytes, const ttrpc::CallContext&) -> Task<std::string> {
+      if (block_wait) co_await stopped->wait();
+      grpc::WaitProcessRequest request;
+      request.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()));
+      grpc::WaitProcessResponse response;
+      response.set_status(exit_codes[key(request.container_id(), request.exec_id())]);
+      co_return response.SerializeAsString();
+    });
+    agent.add_unary("RemoveContainer", [this, empty](std::string_view bytes, const ttrpc::CallContext&) -> Task<std::string> {
+      grpc::RemoveContainerRequest request;
+      request.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()));
+      calls.push_back("RemoveContainer " + request.container_id());
+      co_return empty();
+    });
+    agent.add_unary("GetOOMEvent", [this](std::string_view, const ttrpc::CallContext&) -> Task<std::string> {
+      // A long poll that never fires in these tests: it ends when the test stops the guest.
+      co_await stopped->wait();
+      co_return std::string();
+    });
+    return agent;
+  }
+
+  static ttrpc::ServiceDefinition health() {
+    ttrpc::ServiceDefinition health("grpc.Health");
+    health.add_unary("Check", [](std::string_view, const ttrpc::CallContext&) -> Task<std::string> {
+      grpc::HealthCheckResponse response;
+      response.set_status(grpc::HealthCheckResponse::SERVING);
+      co_return response.SerializeAsString();
+    });
+    return health;
+  }
+};
+
+class VirtSandboxTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char pattern[] = "/tmp/kata-test-sandbox-XXXXXX";
+    root_ = ::mkdtemp(pattern);
+    fs::create_directories(root_ / "bundle" / "rootfs" / "bin");
+    write_spec(R"({"ociVersion":"1.0.2","process":{"args":["/bin/sh","-c","echo hi"],"cwd":"/","user":{"uid":0,"gid":0}},
+      "root":{"path":"rootfs"},"hostname":"box","mounts":[{"destination":"/proc","type":"proc","source":"proc"}],
+      "linux":{"namespaces":[{"type":"pid"},{"type":"network","path":"/var/run/netns/cni-1"},{"type":"mount"}]}})");
+    ::mkfifo((root_ / "stdout").c_str(), 0600);
+    ::mkfifo((root_ / "stdin").c_str(), 0600);
+    // containerd opens its ends before Create.
+    stdout_reader_.reset(::open((root_ / "stdout").c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC));
+  }
+
+  void TearDown() override {
+    stdout_reader_.reset();
+    std::error_code ignored;
+    fs::remove_all(root_, ignored);
+  }
+
+  void write_spec(const std::string& json) { std::ofstream(root_ / "bundle" / "config.json") << json; }
+
+  VirtSandboxSettings settings() {
+    VirtSandboxSettings s;
+    s.sandbox_id = "sb1";
+    s.config.runtime.hypervisor_name = "fake";
+    s.config.hypervisor["fake"].shared_fs.shared_fs = "virtio-9p";
+    s.config.hypervisor["fake"].cpu.default_maxvcpus = 4;
+    s.config.agent["kata"];
+    s.state_root = root_ / "run-kata";
+    s.shared_root = root_ / "shared";
+    s.hostname = "box";
+    s.boot_timeout = 10s;
+    return s;
+  }
+
+  CreateContainerRequest create_request(std::string id) {
+    CreateContainerRequest request;
+    request.container_id = std::move(id);
+    request.bundle = root_ / "bundle";
+    request.stdio.stdout_path = (root_ / "stdout").string();
+    return request;
+  }
+
+  std::string read_stdout() {
+    std::string out;
+    char buffer[256];
+    ssize_t got;
+    while ((got = ::read(stdout_reader_.get(), buffer, sizeof buffer)) > 0) out.append(buffer, static_cast<std::size_t>(got));
+    return out;
+  }
+
+  /// Runs `scenario` with a fake guest serving on a socket the fake hypervisor points at.
+  void run(const std::function<Task<void>(Sandbox&, FakeGuest&)>& scenario, VirtSandboxSettings s) {
+    asio::io_context io;
+    FakeGuest guest;
+    guest.stopped.emplace(io.get_executor());
+    ttrpc::Server server(io.get_executor());
+    server.add_service(guest.service());
+    server.add_service(FakeGuest::health());
+    const auto socket = root_ / "agent.sock";
+    server.listen_unix(socket);
+    Sandbox sandbox(io.get_executor(), std::move(s));
+    sandbox.hypervisor().agent_address_override = hypervisor::SerialPortAddress{socket};
+    auto body = [&]() -> Task<void> {
+      std::exception_ptr failure;
+      try {
+        co_await scenario(sandbox, guest);
+      } catch (...) {
+        failure = std::current_exception();
+      }
+      co_await sandbox.shutdown();
+      guest.stopped->set();
+      server.close();
+      if (failure) std::rethrow_exception(failure);
+    };
+    auto done = asio::co_spawn(io, body, asio::use_future);
+    io.run();
+    done.get();
+  }
+
+  fs::path root_;
+  UniqueFd stdout_reader_;
+};
+
+TEST_F(VirtSandboxTest, ContainerLifecycleThroughTheAgent) {
+  std::vector<std::string> calls;
+  run([&](Sandbox& sandbox, FakeGuest& guest) -> Task<void> {
+        guest.exit_codes["c1/"] = 3;
+        const pid_t pid = co_await sandbox.create_container(create_request("c1"));
+        EXPECT_EQ(pid, 4242);  // the VMM pid is every task's pid
+        EXPECT_EQ(sandbox.state_process(c1_init).status, ProcessStatus::created);
+        EXPECT_EQ(sandbox.hypervisor().cold_plugged, (std::vector<std::string>{"kataShared"}));
+
+        // The spec the guest got: rootfs from the shared fs, no network/pid namespace entries.
+        const auto& spec = guest.containers.at("c1").oci();
+        EXPECT_EQ(spec.root().path(), "/run/kata-containers/shared/containers/passthrough/c1/rootfs");
+        for (const auto& ns : spec.linux().namespaces()) {
+          EXPECT_NE(ns.type(), "network");
+          EXPECT_NE(ns.type(), "pid");
+          EXPECT_TRUE(ns.path().empty());
+        }
+        EXPECT_EQ(guest.sandbox.hostname(), "box");
+        EXPECT_GE(guest.sandbox.storages_size(), 2);
+        if (guest.sandbox.storages_size() < 2) co_return;
+        EXPECT_EQ(guest.sandbox.storages(0).driver(), "9p");
+        EXPECT_TRUE(fs::exists(root_ / "run-kata" / "sb1" / "state.json"));
+
+        co_await sandbox.start_process(c1_init);
+        const ExitInfo exit = co_await sandbox.wait_process(c1_init);
+        EXPECT_EQ(exit.exit_status, 3u);
+        EXPECT_EQ(read_stdout(), "hello from c1\n");
+        EXPECT_EQ(sandbox.state_process(c1_init).status, ProcessStatus::stopped);
+
+        const ExitInfo deleted = co_await sandbox.delete_process(c1_init);
+        EXPECT_EQ(deleted.exit_status, 3u);
+        EXPECT_THROW(sandbox.state_process(c1_init), Error);
+        calls = guest.calls;
+      },
+      settings());
+  EXPECT_EQ(calls, (std::vector<std::string>{"CreateSandbox", "CreateContainer c1", "StartContainer c1", "RemoveContainer c1"}));
+  // Nothing left behind: state dir and shared dir are gone.
+  EXPECT_FALSE(fs::exists(root_ / "run-kata" / "sb1"));
+  EXPECT_FALSE(fs::exists(root_ / "shared" / "sb1"));
+}
+
+TEST_F(VirtSandboxTest, ExecAndDuplicateExecAndStdin) {
+  run([&](Sandbox& sandbox, FakeGuest& guest) -> Task<void> {
+        co_await sandbox.create_container(create_request("c1"));
+        co_await sandbox.start_process(c1_init);
+        ExecProcessRequest exec;
+        exec.process = c1_e1;
+        exec.process_spec_json = R"({"args":["/bin/cat"],"cwd":"/","user":{"uid":0,"gid":0}})";
+        exec.stdio.stdin_path = (root_ / "stdin").string();
+        ExecProcessRequest duplicate = exec;
+        co_await sandbox.exec_process(std::move(exec));
+        try {
+          co_await sandbox.exec_process(std::move(duplicate));
+          ADD_FAILURE() << "a duplicate exec id must be refused";
+        } catch (const Error& e) {
+          EXPECT_EQ(e.code(), Errc::already_exists);
+          EXPECT_NE(std::string(e.what()).find("already exists"), std::string::npos);
+        }
+        ExecProcessRequest malformed;
+        malformed.process = ProcessId{"c1", "e2"};
+        malformed.process_spec_json = "not json";
+        EXPECT_THROW(co_await sandbox.exec_process(std::move(malformed)), Error);
+
+        co_await sandbox.start_process(c1_e1);
+        {
+          UniqueFd writer(::open((root_ / "stdin").c_str(), O_WRONLY | O_CLOEXEC));
+          EXPECT_EQ(::write(writer.get(), "typed\n", 6), 6);
+        }
+        co_await sandbox.close_stdin(c1_e1);
+        co_await sandbox.wait_process(c1_e1);
+        // Let the stdin copy deliver what it read and close the guest's stdin.
+        for (int i = 0; i < 200 && !guest.stdin_closed; ++i) {
+          asio::steady_timer pause(co_await asio::this_coro::executor, 5ms);
+          co_await pause.async_wait(asio::use_awaitable);
+        }
+        EXPECT_EQ(guest.stdin_received, "typed\n");
+        EXPECT_TRUE(guest.stdin_closed);
+        EXPECT_NE(std::find(guest.calls.begin(), guest.calls.end(), "ExecProcess e1 /bin/cat"), guest.calls.end());
+      },
+      settings());
+}
+
+TEST_F(VirtSandboxTest, FailedBootRollsBackAndNamesTheCause) {
+  try {
+    run([&](Sandbox& sandbox, FakeGuest&) -> Task<void> {
+          sandbox.hypervisor().fail_start = Errc::unavailable;
+          co_await sandbox.create_container(create_request("c1"));
+        },
+        settings());
+    FAIL() << "create must fail when the VM does not start";
+  } catch (const std::exception& e) {
+    EXPECT_EQ(describe(e), "create container c1: start sandbox sb1: start fake VM sb1: injected failure");
+    EXPECT_EQ(code_of(e), Errc::unavailable);
+  }
+  EXPECT_FALSE(fs::exists(root_ / "run-kata" / "sb1"));
+  EXPECT_FALSE(fs::exists(root_ / "shared" / "sb1"));
+}
+
+TEST_F(VirtSandboxTest, VmmDeathEndsEveryProcessExactlyOnce) {
+  run([&](Sandbox& sandbox, FakeGuest& guest) -> Task<void> {
+        guest.block_wait = true;  // the container keeps running until the VMM dies
+        co_await sandbox.create_container(create_request("c1"));
+        co_await sandbox.start_process(c1_init);
+        asio::steady_timer settle(co_await asio::this_coro::executor, 20ms);
+        co_await settle.async_wait(asio::use_awaitable);
+        EXPECT_EQ(sandbox.state_process(c1_init).status, ProcessStatus::running);
+        sandbox.hypervisor().crash();
+        const ExitInfo exit = co_await sandbox.wait_process(c1_init);
+        EXPECT_EQ(exit.exit_status, 255u);
+        // Exactly one exit: a second waiter sees the same one.
+        const ExitInfo again = co_await sandbox.wait_process(c1_init);
+        EXPECT_EQ(again.exited_at, exit.exited_at);
+        // The dead sandbox refuses new work with a clear error.
+        try {
+          co_await sandbox.create_container(create_request("c2"));
+          ADD_FAILURE() << "a dead sandbox must refuse new containers";
+        } catch (const Error& e) {
+          EXPECT_EQ(e.code(), Errc::unavailable);
+        }
+      },
+      settings());
+}
+
+TEST_F(VirtSandboxTest, StateAnswersWhileCreateIsInFlight) {
+  run([&](Sandbox& sandbox, FakeGuest& guest) -> Task<void> {
+        co_await sandbox.create_container(create_request("c1"));
+        write_spec(R"({"ociVersion":"1.0.2","process":{"args":["sleep"],"cwd":"/","user":{"uid":0,"gid":0}},"root":{"path":"rootfs"}})");
+        guest.release_create.emplace(co_await asio::this_coro::executor);
+        bool created = false;
+        auto second = [&]() -> Task<void> {
+          co_await sandbox.create_container(create_request("c2"));
+          created = true;
+        };
+        asio::co_spawn(co_await asio::this_coro::executor, second, asio::detached);
+        asio::steady_timer pause(co_await asio::this_coro::executor, 50ms);
+        co_await pause.async_wait(asio::use_awaitable);
+        // c2's Create is blocked in the guest; reads of c1 must not wait behind it.
+        EXPECT_FALSE(created);
+        EXPECT_EQ(sandbox.state_process(c1_init).status, ProcessStatus::created);
+        EXPECT_EQ(sandbox.container_pids("c1"), (std::vector<pid_t>{4242}));
+        guest.release_create->set();
+        for (int i = 0; i < 200 && !created; ++i) {
+          asio::steady_timer wait(co_await asio::this_coro::executor, 5ms);
+          co_await wait.async_wait(asio::use_awaitable);
+        }
+        EXPECT_TRUE(created);
+      },
+      settings());
+}
+
+TEST(SpecAmendment, KeepsOnlyGuestHooksAndSandboxNamespaces) {
+  oci::Spec spec = oci::parse_spec(R"({"ociVersion":"1.0.2","root":{"path":"rootfs"},
+    "hooks":{"prestart":[{"path":"/p"}],"startContainer":[{"path":"/s"}],"poststop":[{"path":"/q"}]},
+    "linux":{"namespaces":[{"type":"network","path":"/proc/1/ns/net"},{"type":"ipc","path":"/proc/1/ns/ipc"},{"type":"time"}],
+             "resources":{"devices":[{"allow":false,"access":"rwm"}],"pids":{"limit":10}},
+             "seccomp":{"defaultAction":"SCMP_ACT_ERRNO"},
+             "devices":[{"path":"/dev/vfio/12","type":"c","major":240,"minor":0}]}})", "test");
+  config::RuntimeConfig runtime;
+  runtime.disable_guest_seccomp = true;
+  amend_container_spec(spec, "/guest/rootfs", runtime);
+  EXPECT_EQ(spec.root->path, "/guest/rootfs");
+  EXPECT_TRUE(spec.hooks->prestart.empty());
+  EXPECT_TRUE(spec.hooks->poststop.empty());
+  ASSERT_EQ(spec.hooks->start_container.size(), 1u);
+  ASSERT_EQ(spec.linux_spec->namespaces.size(), 1u);
+  EXPECT_EQ(spec.linux_spec->namespaces[0].type, "ipc");
+  EXPECT_TRUE(spec.linux_spec->namespaces[0].path.empty());
+  EXPECT_TRUE(spec.linux_spec->resources->devices.empty());
+  EXPECT_FALSE(spec.linux_spec->resources->pids.has_value());
+  EXPECT_FALSE(spec.linux_spec->seccomp.has_value());
+  EXPECT_TRUE(spec.linux_spec->devices.empty());
+}
+
+}  // namespace
+}  // namespace kata::runtime
