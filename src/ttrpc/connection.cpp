@@ -17,12 +17,15 @@ asio::mutable_buffer ReadBuffer::prepare() {
       reallocate(default_capacity);
     }
   }
-  const std::size_t wanted = std::max(needed_, default_capacity);
+  // Room to read into now: the rest of a frame whose size is known, else a reasonable minimum.
+  // Asking for exactly the rest of a large frame means it is read in place, never moved.
   constexpr std::size_t min_free = 4096;
-  if (capacity_ - begin_ < wanted || capacity_ - end_ < min_free) {
-    const std::size_t live = end_ - begin_;
-    if (std::max(wanted, live + min_free) > capacity_) {
-      reallocate(std::max(wanted, live + min_free));
+  const std::size_t live = end_ - begin_;
+  const std::size_t room = needed_ > live ? needed_ - live : min_free;
+  if (capacity_ - end_ < room) {
+    const std::size_t required = std::max(default_capacity, live + room);
+    if (required > capacity_) {
+      reallocate(required);
     } else {
       std::memmove(storage_.get(), storage_.get() + begin_, live);
       begin_ = 0;
