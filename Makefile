@@ -3,6 +3,8 @@
 #   make test                    build, then run the tests
 #   make install HYPERVISOR=qemu [PREFIX=/usr] [DESTDIR=]
 #   make KATA_STATIC=ON          fully static binaries
+#   make demo                    build and install the qemu variant with its guest under
+#                                build/demo-prefix, then show what the installed shim runs with
 PREFIX      ?= /usr
 HYPERVISOR  ?= qemu
 DESTDIR     ?=
@@ -13,7 +15,7 @@ JOBS        ?= $(shell nproc)
 CTEST_ARGS  ?=
 CMAKE_EXTRA ?=
 
-.PHONY: all configure build test install guest clean help
+.PHONY: all configure build test install guest-image demo clean help
 
 all: build
 
@@ -33,8 +35,19 @@ test: build
 install: build
 	DESTDIR=$(DESTDIR) cmake --install $(BUILD_DIR)
 
+guest-image: configure
+	cmake --build $(BUILD_DIR) --target guest-image -j $(JOBS)
+
+DEMO_PREFIX := $(CURDIR)/$(BUILD_DIR)/demo-prefix
+demo:
+	$(MAKE) --no-print-directory guest-image install PREFIX=$(DEMO_PREFIX) HYPERVISOR=qemu
+	@echo; echo "== installed under $(DEMO_PREFIX)"; cd $(DEMO_PREFIX) && find bin share -maxdepth 4 | sort
+	@echo; echo "== the shim"; $(DEMO_PREFIX)/bin/containerd-shim-kata-v2 -v
+	@echo; echo "== where it looks for its configuration"; $(DEMO_PREFIX)/bin/kata-ctl --show-default-config-paths
+	@echo; echo "== its effective configuration"; $(DEMO_PREFIX)/bin/kata-ctl env
+
 clean:
 	rm -rf $(BUILD_DIR)
 
 help:
-	@sed -n '2,6p' Makefile
+	@sed -n '2,8p' Makefile

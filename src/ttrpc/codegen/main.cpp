@@ -244,6 +244,9 @@ void write_source(pb::io::Printer& p, const pb::FileDescriptor* file, const std:
 
 class Generator final : public pb::compiler::CodeGenerator {
  public:
+  // agent.proto uses proto3 `optional` (MemAgent configs); stubs do not depend on field presence.
+  uint64_t GetSupportedFeatures() const override { return FEATURE_PROTO3_OPTIONAL; }
+
   bool Generate(const pb::FileDescriptor* file, const std::string& parameter,
                 pb::compiler::GeneratorContext* context, std::string* error) const override {
     if (!parameter.empty()) {
