@@ -15,50 +15,17 @@
 #include <gtest/gtest.h>
 
 #include "kata/core/asio.hpp"
+#include "support/async_test.hpp"
 #include "kata/core/unique_fd.hpp"
 
 namespace kata::ttrpc::test {
 
-/// Runs `task` on `io` until the context has no work left; rethrows what the task threw.
-template <class T>
-T run(asio::io_context& io, Task<T> task) {
-  std::exception_ptr failure;
-  std::optional<T> result;
-  asio::co_spawn(io, std::move(task), [&](std::exception_ptr e, T value) {
-    failure = e;
-    if (!e) result.emplace(std::move(value));
-  });
-  io.run();
-  io.restart();
-  if (failure) std::rethrow_exception(failure);
-  return std::move(*result);
-}
+using kata::testing::run;
 
-inline void run(asio::io_context& io, Task<void> task) {
-  std::exception_ptr failure;
-  asio::co_spawn(io, std::move(task), [&](std::exception_ptr e) { failure = e; });
-  io.run();
-  io.restart();
-  if (failure) std::rethrow_exception(failure);
-}
-
-/// A private directory under $TMPDIR (or /tmp), removed with everything in it.
-class TempDir {
+/// TempDir with this suite's name in the path.
+class TempDir : public kata::testing::TempDir {
  public:
-  TempDir() {
-    const char* base = std::getenv("TMPDIR");
-    std::string pattern = std::string(base != nullptr ? base : "/tmp") + "/kata-test-ttrpc-XXXXXX";
-    if (::mkdtemp(pattern.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
-    path_ = pattern;
-  }
-  ~TempDir() {
-    std::error_code ignored;
-    std::filesystem::remove_all(path_, ignored);
-  }
-  [[nodiscard]] const std::filesystem::path& path() const { return path_; }
-
- private:
-  std::filesystem::path path_;
+  TempDir() : kata::testing::TempDir("ttrpc") {}
 };
 
 struct SocketPair {
