@@ -120,7 +120,9 @@ class ShimProtocolTest : public ::testing::Test {
     out.write_end.reset();
     err.write_end.reset();
     in.read_end.reset();
-    if (!input.empty()) EXPECT_EQ(::write(in.write_end.get(), input.data(), input.size()), static_cast<ssize_t>(input.size()));
+    if (!input.empty()) {
+      EXPECT_EQ(::write(in.write_end.get(), input.data(), input.size()), static_cast<ssize_t>(input.size()));
+    }
     in.write_end.reset();
     Result result;
     std::thread err_reader([&] { result.err = drain(err.read_end.get()); });
@@ -262,13 +264,17 @@ TEST_F(ShimProtocolTest, TheServingShimIgnoresSigtermAndStopsOnSigint) {
   const auto started = start("sb", sandbox_bundle_);
   ASSERT_EQ(started.exit_code, 0) << started.err;
   const pid_t shim = read_pid_file(sandbox_bundle_);
+  auto connect_succeeds = [&](v2::TaskClient& task) -> Task<void> {
+    v2::ConnectRequest connect;
+    EXPECT_EQ((co_await task.connect(connect)).shim_pid(), static_cast<std::uint32_t>(shim));
+  };
+  // `start` bound the socket, so only a reply proves the daemon runs its server, which it does
+  // after setting up its signal handling.
+  with_task_client(started.out, connect_succeeds);
   ASSERT_EQ(::kill(shim, SIGTERM), 0);
   // A pending signal is delivered before the shim next runs user code, so a reply means the
   // SIGTERM has been dealt with.
-  with_task_client(started.out, [&](v2::TaskClient& task) -> Task<void> {
-    v2::ConnectRequest connect;
-    EXPECT_EQ((co_await task.connect(connect)).shim_pid(), static_cast<std::uint32_t>(shim));
-  });
+  with_task_client(started.out, connect_succeeds);
   ASSERT_EQ(::kill(shim, SIGINT), 0);
   const auto status = reap(shim);
   ASSERT_TRUE(status.has_value());

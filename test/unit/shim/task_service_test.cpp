@@ -113,6 +113,9 @@ class TaskServiceTest : public ::testing::Test {
       co_await publisher_->close(1s);
       sink_->server.close();
     }());
+    // The factory's records hold copies of this test's setups: drop them while the io_context
+    // they refer to still exists.
+    FakeFactory::reset();
   }
 
   [[nodiscard]] std::filesystem::path socket() const { return dir_.path() / "shim.sock"; }

@@ -66,8 +66,10 @@ SandboxSetup TaskService<Factory>::sandbox_setup(const runtime::CreateContainerR
   setup.bundle = request.bundle;
   setup.namespace_name = options_.namespace_name;
   setup.config_path = request.config_path.empty() ? options_.default_config_path : request.config_path;
-  setup.on_oom = [events = events_](const std::string& container_id) {
-    events->publish(topic::task_oom, task_oom_event(container_id));
+  // Weak: a runtime (or a copy of its setup) must not keep the publisher alive past the serve
+  // loop, whose io_context the publisher's timers belong to.
+  setup.on_oom = [events = std::weak_ptr<EventPublisher>(events_)](const std::string& container_id) {
+    if (auto publisher = events.lock()) publisher->publish(topic::task_oom, task_oom_event(container_id));
   };
   return setup;
 }
