@@ -9,6 +9,9 @@ set -euo pipefail
 out=${1:?usage: make-test-guest.sh OUT-DIR}
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
+# Several test binaries (run in parallel by ctest -j) share this cache: one builds, the others wait.
+exec 9>"$out/.lock"
+flock 9
 script_sha=$(sha256sum "${BASH_SOURCE[0]}" | cut -d' ' -f1)
 
 kpkg=$(apt-cache depends linux-image-amd64 | awk '$1=="Depends:" && $2 ~ /^linux-image-/ {print $2; exit}')
