@@ -1,0 +1,133 @@
+# shellcheck shell=bash
+# A private containerd for the integration tests and `make demo`: its own root, state, sockets and
+# opt directory under one temporary directory, so nothing system-wide is configured or left behind.
+# containerd 1.6 hard-codes two system paths we cannot move: shim sockets under /run/containerd/s
+# and ctr's stdio FIFOs under /run/containerd/fifo; lab_stop removes only what this lab created.
+#
+# Usage (sourced):
+#   LAB_SHIM=<containerd-shim-kata-v2>  LAB_CONFIG=<configuration.toml>  LAB_KERNEL=<vmlinux>
+#   LAB_INITRD=<initrd>  source lab.sh && lab_start && lab_import_busybox && lab_ctr run ...
+# lab_start installs an EXIT trap that stops everything; call lab_stop yourself to check the result.
+
+lab_die() { echo "lab: $*" >&2; exit 1; }
+
+lab_start() {
+  : "${LAB_SHIM:?LAB_SHIM: path of containerd-shim-kata-v2}" "${LAB_CONFIG:?LAB_CONFIG: configuration.toml}"
+  : "${LAB_KERNEL:?LAB_KERNEL: guest kernel}" "${LAB_INITRD:?LAB_INITRD: guest initrd}"
+  local file
+  for file in "$LAB_SHIM" "$LAB_CONFIG" "$LAB_KERNEL" "$LAB_INITRD"; do
+    [[ -e $file ]] || lab_die "$file does not exist"
+  done
+  command -v containerd >/dev/null || lab_die "containerd is not installed (bash .ci/install-deps)"
+  LAB=$(mktemp -d "${TMPDIR:-/tmp}/kata-lab.XXXXXX")
+  trap lab_stop EXIT
+  mkdir -p "$LAB/opt/bin" "$LAB/kata/config.d" "$LAB/work"
+  # The shim containerd resolves for io.containerd.kata.v2 (opt's bin is first on the shims' PATH).
+  ln -s "$(readlink -f "$LAB_SHIM")" "$LAB/opt/bin/containerd-shim-kata-v2"
+  # The installed configuration unchanged, with the guest paths of this build as a drop-in: the
+  # same mechanism an operator uses for local changes.
+  cp "$LAB_CONFIG" "$LAB/kata/configuration.toml"
+  cat >"$LAB/kata/config.d/50-lab.toml" <<EOF
+[hypervisor.qemu]
+kernel = "$(readlink -f "$LAB_KERNEL")"
+initrd = "$(readlink -f "$LAB_INITRD")"
+${LAB_HYPERVISOR_EXTRA:-}
+[runtime]
+${LAB_RUNTIME_EXTRA:-}
+EOF
+  cat >"$LAB/containerd.toml" <<EOF
+version = 2
+root = "$LAB/root"
+state = "$LAB/state"
+[grpc]
+  address = "$LAB/containerd.sock"
+[ttrpc]
+  address = "$LAB/containerd.sock.ttrpc"
+[debug]
+  level = "${LAB_CONTAINERD_LOG_LEVEL:-info}"
+[plugins."io.containerd.internal.v1.opt"]
+  path = "$LAB/opt"
+[plugins."io.containerd.grpc.v1.cri"]
+  disable_apparmor = true
+  restrict_oom_score_adj = true
+EOF
+  containerd --config "$LAB/containerd.toml" >"$LAB/containerd.log" 2>&1 &
+  LAB_CONTAINERD_PID=$!
+  export CONTAINERD_ADDRESS="$LAB/containerd.sock" CONTAINERD_NAMESPACE=kata-lab
+  local tries
+  for ((tries = 0; tries < 100; tries++)); do
+    ctr version >/dev/null 2>&1 && return 0
+    kill -0 "$LAB_CONTAINERD_PID" 2>/dev/null || { tail -20 "$LAB/containerd.log" >&2; lab_die "containerd exited"; }
+    sleep 0.1
+  done
+  tail -20 "$LAB/containerd.log" >&2
+  lab_die "containerd did not answer within 10 s"
+}
+
+# ctr with this lab's configuration for the kata runtime.
+lab_ctr() { ctr "$@"; }
+lab_run() {  # lab_run [ctr run options] ID CMD...   (image localhost/busybox:latest)
+  local options=()
+  while [[ $1 == -* ]]; do options+=("$1"); shift; done
+  local id=$1; shift
+  timeout -k 5 "${LAB_RUN_TIMEOUT:-180}" ctr run --runtime io.containerd.kata.v2 --runtime-config-path "$LAB/kata/configuration.toml" \
+    "${options[@]}" localhost/busybox:latest "$id" "$@"
+}
+
+# A busybox image built offline with umoci (no registry is reachable) and imported.
+lab_import_busybox() {
+  local image=$LAB/image
+  mkdir -p "$image"
+  (
+    cd "$image"
+    umoci init --layout oci >/dev/null
+    umoci new --image oci:latest
+    umoci unpack --rootless --image oci:latest bundle >/dev/null
+    mkdir -p bundle/rootfs/{bin,proc,sys,dev,tmp,etc,root}
+    cp /bin/busybox bundle/rootfs/bin/
+    local applet
+    for applet in sh ls cat echo sleep id hostname uname ps mount ip ifconfig nproc head tr wc true false \
+      kill env grep test date top dd free df; do
+      ln -sf busybox "bundle/rootfs/bin/$applet"
+    done
+    echo 'root:x:0:0:root:/root:/bin/sh' >bundle/rootfs/etc/passwd
+    echo 'root:x:0:' >bundle/rootfs/etc/group
+    umoci repack --image oci:latest bundle >/dev/null
+    umoci config --image oci:latest --config.cmd /bin/sh --config.env PATH=/bin >/dev/null
+    tar -C oci -cf busybox-oci.tar .
+  ) || lab_die "building the busybox image failed"
+  ctr images import --base-name localhost/busybox "$image/busybox-oci.tar" >/dev/null ||
+    lab_die "ctr images import failed"
+}
+
+# Processes whose command line mentions this lab (QEMU, virtiofsd and shims all carry its paths
+# or its sandbox ids in their arguments); only these are ever killed.
+lab_processes() {
+  local pid
+  for pid in $(pgrep -f -- "${1:-$LAB}" 2>/dev/null); do
+    [[ $pid != "$$" && $pid != "$BASHPID" ]] && echo "$pid"
+  done
+}
+
+# The shim of task ID (its command line has "-id ID"), if it runs.
+lab_shim_pid() { pgrep -f -- "containerd-shim-kata-v2 .*-id $1( |$)" | head -1; }
+
+lab_stop() {
+  trap - EXIT
+  [[ -n ${LAB:-} && -d $LAB ]] || return 0
+  local id
+  if [[ -n ${LAB_CONTAINERD_PID:-} ]] && kill -0 "$LAB_CONTAINERD_PID" 2>/dev/null; then
+    for id in $(ctr tasks ls -q 2>/dev/null); do ctr tasks kill -s KILL "$id" >/dev/null 2>&1; done
+    for id in $(ctr tasks ls -q 2>/dev/null); do ctr tasks delete -f "$id" >/dev/null 2>&1; done
+    for id in $(ctr containers ls -q 2>/dev/null); do ctr containers delete "$id" >/dev/null 2>&1; done
+    kill "$LAB_CONTAINERD_PID" 2>/dev/null
+    wait "$LAB_CONTAINERD_PID" 2>/dev/null
+  fi
+  local pids
+  pids=$(lab_processes)
+  [[ -n $pids ]] && kill -KILL $pids 2>/dev/null
+  local mount
+  grep -o " $LAB[^ ]*" /proc/self/mounts | sort -r | while read -r mount; do umount -l "$mount"; done
+  rm -rf --one-file-system "$LAB"
+  LAB=
+}
