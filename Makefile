@@ -4,7 +4,8 @@
 #   make install HYPERVISOR=qemu [PREFIX=/usr] [DESTDIR=]
 #   make KATA_STATIC=ON          fully static binaries
 #   make demo                    build and install the qemu variant with its guest under
-#                                build/demo-prefix, then show what the installed shim runs with
+#                                build/demo-prefix, then run a container in a VM through a
+#                                private containerd (test/integration/demo.sh)
 PREFIX      ?= /usr
 HYPERVISOR  ?= qemu
 DESTDIR     ?=
@@ -41,10 +42,7 @@ guest-image: configure
 DEMO_PREFIX := $(CURDIR)/$(BUILD_DIR)/demo-prefix
 demo:
 	$(MAKE) --no-print-directory guest-image install PREFIX=$(DEMO_PREFIX) HYPERVISOR=qemu
-	@echo; echo "== installed under $(DEMO_PREFIX)"; cd $(DEMO_PREFIX) && find bin share -maxdepth 4 | sort
-	@echo; echo "== the shim"; $(DEMO_PREFIX)/bin/containerd-shim-kata-v2 -v
-	@echo; echo "== where it looks for its configuration"; $(DEMO_PREFIX)/bin/kata-ctl --show-default-config-paths
-	@echo; echo "== its effective configuration"; $(DEMO_PREFIX)/bin/kata-ctl env
+	bash test/integration/demo.sh $(DEMO_PREFIX)
 
 clean:
 	rm -rf $(BUILD_DIR)

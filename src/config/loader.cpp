@@ -186,6 +186,19 @@ fs::path find_config_file(const ConfigSource& source) {
        join_paths(source.default_paths));
 }
 
+namespace {
+
+// What an error after merging names as its source: the file, plus its drop-ins when there are
+// any, since a bad value may come from either.
+std::string merged_origin(const LoadedConfig& loaded) {
+  if (loaded.drop_ins.empty()) return loaded.file.string();
+  std::vector<std::string> names;
+  for (const auto& drop_in : loaded.drop_ins) names.push_back(drop_in.filename().string());
+  return fmt::format("{} with config.d/{{{}}}", loaded.file.string(), fmt::join(names, ","));
+}
+
+}  // namespace
+
 LoadedConfig load_config_file(const fs::path& file, const LoadOptions& options) {
   LoadedConfig loaded;
   loaded.file = file;
@@ -194,7 +207,7 @@ LoadedConfig load_config_file(const fs::path& file, const LoadOptions& options) 
   loaded.drop_ins = drop_in_files(file);
   for (const auto& drop_in : loaded.drop_ins) sources.push_back({drop_in.string(), read_text(drop_in)});
   loaded.config = detail::read_config(sources, loaded.warnings);
-  with_context(file.string(), [&] { adjust_config(loaded.config, options, loaded.warnings); });
+  with_context(merged_origin(loaded), [&] { adjust_config(loaded.config, options, loaded.warnings); });
   return loaded;
 }
 
@@ -257,7 +270,7 @@ std::map<std::string, std::string> agent_kernel_params(const Config& config) {
 LoadedConfig load_sandbox_config(const ConfigSource& source, const std::map<std::string, std::string>& annotations,
                                  const LoadOptions& options) {
   LoadedConfig loaded = load_config_file(find_config_file(source), options);
-  with_context(loaded.file.string(), [&] {
+  with_context(merged_origin(loaded), [&] {
     Config& config = loaded.config;
     if (config.runtime.name.empty()) fail(Errc::invalid_argument, "[runtime] name is missing (use \"virt_container\")");
     if (config.runtime.hypervisor_name.empty()) {

@@ -5,17 +5,16 @@
 # and ctr's stdio FIFOs under /run/containerd/fifo; lab_stop removes only what this lab created.
 #
 # Usage (sourced):
-#   LAB_SHIM=<containerd-shim-kata-v2>  LAB_CONFIG=<configuration.toml>  LAB_KERNEL=<vmlinux>
-#   LAB_INITRD=<initrd>  source lab.sh && lab_start && lab_import_busybox && lab_ctr run ...
+#   LAB_SHIM=<containerd-shim-kata-v2>  LAB_CONFIG=<configuration.toml>
+#   [LAB_KERNEL=<vmlinux> LAB_INITRD=<initrd>]  source lab.sh && lab_start && lab_import_busybox && lab_ctr run ...
 # lab_start installs an EXIT trap that stops everything; call lab_stop yourself to check the result.
 
 lab_die() { echo "lab: $*" >&2; exit 1; }
 
 lab_start() {
   : "${LAB_SHIM:?LAB_SHIM: path of containerd-shim-kata-v2}" "${LAB_CONFIG:?LAB_CONFIG: configuration.toml}"
-  : "${LAB_KERNEL:?LAB_KERNEL: guest kernel}" "${LAB_INITRD:?LAB_INITRD: guest initrd}"
   local file
-  for file in "$LAB_SHIM" "$LAB_CONFIG" "$LAB_KERNEL" "$LAB_INITRD"; do
+  for file in "$LAB_SHIM" "$LAB_CONFIG" ${LAB_KERNEL:+"$LAB_KERNEL"} ${LAB_INITRD:+"$LAB_INITRD"}; do
     [[ -e $file ]] || lab_die "$file does not exist"
   done
   command -v containerd >/dev/null || lab_die "containerd is not installed (bash .ci/install-deps)"
@@ -24,17 +23,16 @@ lab_start() {
   mkdir -p "$LAB/opt/bin" "$LAB/kata/config.d" "$LAB/work"
   # The shim containerd resolves for io.containerd.kata.v2 (opt's bin is first on the shims' PATH).
   ln -s "$(readlink -f "$LAB_SHIM")" "$LAB/opt/bin/containerd-shim-kata-v2"
-  # The installed configuration unchanged, with the guest paths of this build as a drop-in: the
-  # same mechanism an operator uses for local changes.
+  # The configuration unchanged; a build tree's guest paths come as a drop-in, the mechanism an
+  # operator uses for local changes (an installed tree needs none: its paths follow PREFIX).
   cp "$LAB_CONFIG" "$LAB/kata/configuration.toml"
-  cat >"$LAB/kata/config.d/50-lab.toml" <<EOF
-[hypervisor.qemu]
-kernel = "$(readlink -f "$LAB_KERNEL")"
-initrd = "$(readlink -f "$LAB_INITRD")"
-${LAB_HYPERVISOR_EXTRA:-}
-[runtime]
-${LAB_RUNTIME_EXTRA:-}
-EOF
+  if [[ -n ${LAB_KERNEL:-}${LAB_INITRD:-} ]]; then
+    {
+      echo "[hypervisor.qemu]"
+      [[ -n ${LAB_KERNEL:-} ]] && echo "kernel = \"$(readlink -f "$LAB_KERNEL")\""
+      [[ -n ${LAB_INITRD:-} ]] && echo "initrd = \"$(readlink -f "$LAB_INITRD")\""
+    } >"$LAB/kata/config.d/50-lab.toml"
+  fi
   cat >"$LAB/containerd.toml" <<EOF
 version = 2
 root = "$LAB/root"
@@ -130,4 +128,27 @@ lab_stop() {
   grep -o " $LAB[^ ]*" /proc/self/mounts | sort -r | while read -r mount; do umount -l "$mount"; done
   rm -rf --one-file-system "$LAB"
   LAB=
+}
+
+# Fails (naming what is left) if anything of sandbox ID outlives it: a process (shim, QEMU,
+# virtiofsd), a state or shared directory, a mount.
+lab_assert_gone() {
+  local id=$1 left=() pid
+  for pid in $(pgrep -f -- "(sandbox-$id( |,|$)|/run/kata/$id/|-id $id( |$))"); do
+    left+=("process $pid: $(tr '\0' ' ' </proc/"$pid"/cmdline 2>/dev/null | cut -c1-120)")
+  done
+  local dir
+  for dir in "/run/kata/$id" "/run/kata-containers/shared/sandboxes/$id" "/run/vc/vm/$id"; do
+    [[ -e $dir ]] && left+=("directory $dir")
+  done
+  grep -q -- "/$id[/ ]" /proc/self/mounts && left+=("mounts: $(grep -- "/$id[/ ]" /proc/self/mounts | cut -d' ' -f2 | tr '\n' ' ')")
+  ((${#left[@]} == 0)) && return 0
+  printf 'lab: sandbox %s left behind: %s\n' "$id" "${left[@]}" >&2
+  return 1
+}
+
+# The guest kernel's release, read from the vmlinux the lab boots.
+lab_guest_kernel_release() {
+  local kernel=${LAB_KERNEL:-$(sed -n 's/^kernel *= *"\(.*\)"/\1/p' "$LAB/kata/configuration.toml" | head -1)}
+  grep -a -o -m1 'Linux version [^ ]*' "$kernel" | cut -d' ' -f3
 }
