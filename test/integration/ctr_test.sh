@@ -167,6 +167,17 @@ case_bad_input() {
   lab_assert_gone badqemu || fail "failed QEMU start left something behind"
 }
 
+# A pod of two containers through containerd's CRI plugin (cri/cri_pod_test.py): one shim and
+# one VM for the pod.
+case_cri_pod() {
+  lab_import_cri_images
+  mkdir -p "$LAB/cri" "$LAB/cni/net.d"
+  /usr/bin/python3 -m grpc_tools.protoc -I "$here/cri" --python_out="$LAB/cri" --grpc_python_out="$LAB/cri" \
+    "$here/cri/cri_subset.proto" || fail "generating the CRI client failed (python3-grpc-tools)"
+  PYTHONPATH=$LAB/cri /usr/bin/python3 "$here/cri/cri_pod_test.py" "$LAB/containerd.sock" kata "$LAB" ||
+    fail "the CRI pod test failed"
+}
+
 [[ $(id -u) == 0 ]] || { echo "SKIP: the integration tests need root (containerd, mounts)"; exit 77; }
 case_name=${1:?usage: ctr_test.sh CASE}
 declare -F "case_$case_name" >/dev/null || { echo "ctr_test.sh: no case $case_name" >&2; exit 2; }

@@ -47,7 +47,20 @@ state = "$LAB/state"
   path = "$LAB/opt"
 [plugins."io.containerd.grpc.v1.cri"]
   disable_apparmor = true
+  # No CAP_SYS_RESOURCE in this lab's containers (host-lab §1d).
   restrict_oom_score_adj = true
+  sandbox_image = "localhost/pause:latest"
+  [plugins."io.containerd.grpc.v1.cri".cni]
+    bin_dir = "/usr/lib/cni"
+    conf_dir = "$LAB/cni/net.d"
+  [plugins."io.containerd.grpc.v1.cri".containerd]
+    snapshotter = "overlayfs"
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.kata]
+      runtime_type = "io.containerd.kata.v2"
+      pod_annotations = ["io.katacontainers.*"]
+      privileged_without_host_devices = true
+      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.kata.options]
+        ConfigPath = "$LAB/kata/configuration.toml"
 EOF
   containerd --config "$LAB/containerd.toml" >"$LAB/containerd.log" 2>&1 &
   LAB_CONTAINERD_PID=$!
@@ -98,6 +111,28 @@ lab_import_busybox() {
     lab_die "ctr images import failed"
 }
 
+# The pod infrastructure image for CRI pods: a static pause built here, in containerd's k8s.io
+# namespace with busybox beside it.
+lab_import_cri_images() {
+  local image=$LAB/pause-image here
+  here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+  mkdir -p "$image"
+  (
+    cd "$image"
+    gcc -O2 -static -o pause "$here/cri/pause.c"
+    umoci init --layout oci >/dev/null
+    umoci new --image oci:latest
+    umoci unpack --rootless --image oci:latest bundle >/dev/null
+    cp pause bundle/rootfs/pause
+    umoci repack --image oci:latest bundle >/dev/null
+    umoci config --image oci:latest --config.entrypoint /pause >/dev/null
+    tar -C oci -cf pause-oci.tar .
+  ) || lab_die "building the pause image failed"
+  ctr -n k8s.io images import --base-name localhost/pause "$image/pause-oci.tar" >/dev/null &&
+    ctr -n k8s.io images import --base-name localhost/busybox "$LAB/image/busybox-oci.tar" >/dev/null ||
+    lab_die "importing the CRI images failed"
+}
+
 # Processes whose command line mentions this lab (QEMU, virtiofsd and shims all carry its paths
 # or its sandbox ids in their arguments); only these are ever killed.
 lab_processes() {
@@ -113,17 +148,23 @@ lab_shim_pid() { pgrep -f -- "containerd-shim-kata-v2 .*-id $1( |$)" | head -1; 
 lab_stop() {
   trap - EXIT
   [[ -n ${LAB:-} && -d $LAB ]] || return 0
-  local id
+  local id ns ids=()
   if [[ -n ${LAB_CONTAINERD_PID:-} ]] && kill -0 "$LAB_CONTAINERD_PID" 2>/dev/null; then
-    for id in $(ctr tasks ls -q 2>/dev/null); do ctr tasks kill -s KILL "$id" >/dev/null 2>&1; done
-    for id in $(ctr tasks ls -q 2>/dev/null); do ctr tasks delete -f "$id" >/dev/null 2>&1; done
-    for id in $(ctr containers ls -q 2>/dev/null); do ctr containers delete "$id" >/dev/null 2>&1; done
+    for ns in $(ctr namespaces ls -q 2>/dev/null); do
+      ids+=($(ctr -n "$ns" containers ls -q 2>/dev/null))
+      for id in $(ctr -n "$ns" tasks ls -q 2>/dev/null); do ctr -n "$ns" tasks kill -s KILL "$id" >/dev/null 2>&1; done
+      for id in $(ctr -n "$ns" tasks ls -q 2>/dev/null); do ctr -n "$ns" tasks delete -f "$id" >/dev/null 2>&1; done
+      for id in $(ctr -n "$ns" containers ls -q 2>/dev/null); do ctr -n "$ns" containers delete "$id" >/dev/null 2>&1; done
+    done
     kill "$LAB_CONTAINERD_PID" 2>/dev/null
     wait "$LAB_CONTAINERD_PID" 2>/dev/null
   fi
+  # What a failed test may have stranded: shims (their command line names this lab) and the VMs
+  # and daemons of this lab's sandboxes.
   local pids
   pids=$(lab_processes)
-  [[ -n $pids ]] && kill -KILL $pids 2>/dev/null
+  for id in "${ids[@]}"; do pids+=" $(pgrep -f -- "(sandbox-$id( |,|$)|/run/kata/$id/)")"; done
+  [[ -n ${pids// /} ]] && kill -KILL $pids 2>/dev/null
   local mount
   grep -o " $LAB[^ ]*" /proc/self/mounts | sort -r | while read -r mount; do umount -l "$mount"; done
   rm -rf --one-file-system "$LAB"
