@@ -1,7 +1,10 @@
 #include "kata/runtime/process_io.hpp"
 
 #include <fcntl.h>
+#include <poll.h>
 #include <unistd.h>
+
+#include <csignal>
 
 #include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/read.hpp>
@@ -14,6 +17,11 @@ namespace kata::runtime {
 namespace {
 
 constexpr std::uint32_t kChunk = 32 * 1024;
+// containerd's shims wait for a logger without a bound; a logger that never gets ready must
+// not hold a Create forever.
+constexpr auto logger_ready_timeout = std::chrono::seconds(10);
+// A logger that does not exit after end-of-file on its input is killed after this.
+constexpr auto logger_exit_grace = std::chrono::seconds(5);
 
 // containerd passes plain FIFO paths, fifo:// or file:// URIs, or binary:// logger commands.
 struct Target {
@@ -31,11 +39,30 @@ Target parse_target(const std::string& uri) {
   return {Target::Kind::fifo, uri};
 }
 
+// binary:///path/to/logger?key=value&flag -> program and its arguments ("key" "value" "flag").
+std::pair<std::string, std::vector<std::string>> parse_logger(const std::string& uri, std::string_view rest) {
+  const auto query_at = rest.find('?');
+  std::string program(rest.substr(0, query_at));
+  if (program.empty() || program.front() != '/') {
+    fail(Errc::invalid_argument, "stdio {}: the logger must be an absolute path", uri);
+  }
+  std::vector<std::string> arguments;
+  if (query_at != std::string_view::npos) {
+    std::string_view query = rest.substr(query_at + 1);
+    while (!query.empty()) {
+      const auto end = query.find('&');
+      const std::string_view pair = query.substr(0, end);
+      const auto equals = pair.find('=');
+      if (!pair.empty()) arguments.emplace_back(pair.substr(0, equals));
+      if (equals != std::string_view::npos && equals + 1 < pair.size()) arguments.emplace_back(pair.substr(equals + 1));
+      query = end == std::string_view::npos ? std::string_view() : query.substr(end + 1);
+    }
+  }
+  return {std::move(program), std::move(arguments)};
+}
+
 UniqueFd open_output(const std::string& uri) {
   const Target target = parse_target(uri);
-  if (target.kind == Target::Kind::binary) {
-    fail(Errc::not_supported, "stdio {}: binary:// logging drivers are not supported yet", uri);
-  }
   const int flags = target.kind == Target::Kind::file ? O_WRONLY | O_CREAT | O_APPEND | O_NONBLOCK | O_CLOEXEC
                                                       : O_WRONLY | O_NONBLOCK | O_CLOEXEC;
   UniqueFd fd(::open(target.path.c_str(), flags, 0640));
@@ -46,11 +73,12 @@ UniqueFd open_output(const std::string& uri) {
 }  // namespace
 
 std::shared_ptr<ProcessIo> ProcessIo::open(Executor executor, agent::KataAgent& agent, ProcessId process,
-                                           const Stdio& stdio) {
-  return std::make_shared<ProcessIo>(executor, agent, std::move(process), stdio);
+                                           const Stdio& stdio, const std::string& namespace_name) {
+  return std::make_shared<ProcessIo>(executor, agent, std::move(process), stdio, namespace_name);
 }
 
-ProcessIo::ProcessIo(Executor executor, agent::KataAgent& agent, ProcessId process, const Stdio& stdio)
+ProcessIo::ProcessIo(Executor executor, agent::KataAgent& agent, ProcessId process, const Stdio& stdio,
+                     const std::string& namespace_name)
     : executor_(executor), agent_(agent), process_(std::move(process)), output_done_(executor) {
   if (!stdio.stdin_path.empty()) {
     const Target target = parse_target(stdio.stdin_path);
@@ -61,9 +89,56 @@ ProcessIo::ProcessIo(Executor executor, agent::KataAgent& agent, ProcessId proce
     if (!stdin_hold_) fail_errno(errno, "open stdin {} for writing", target.path);
     stdin_.emplace(executor_, read_end.release());
   }
+  if (parse_target(stdio.stdout_path).kind == Target::Kind::binary) {
+    start_logger(stdio.stdout_path, namespace_name);
+    return;
+  }
   if (!stdio.stdout_path.empty()) stdout_.emplace(executor_, open_output(stdio.stdout_path).release());
   // With a terminal the guest merges stderr into the pty: there is no separate stream to copy.
   if (!stdio.stderr_path.empty() && !stdio.terminal) stderr_.emplace(executor_, open_output(stdio.stderr_path).release());
+}
+
+void ProcessIo::start_logger(const std::string& uri, const std::string& namespace_name) {
+  with_context(fmt::format("start logger {}", uri), [&] {
+    auto [program, arguments] = parse_logger(uri, parse_target(uri).path);
+    Pipe out = make_pipe();
+    Pipe err = make_pipe();
+    Pipe ready = make_pipe();
+    SpawnOptions options;
+    options.program = program;
+    options.arguments = std::move(arguments);
+    std::vector<std::string> environment;
+    for (char** variable = environ; *variable != nullptr; ++variable) environment.emplace_back(*variable);
+    environment.push_back("CONTAINER_ID=" + process_.container_id);
+    environment.push_back("CONTAINER_NAMESPACE=" + namespace_name);
+    options.environment = std::move(environment);
+    options.extra_fds = {{out.read_end.get(), 3}, {err.read_end.get(), 4}, {ready.write_end.get(), 5}};
+    logger_.emplace(ChildProcess::spawn(options));
+    ready.write_end.reset();
+    // Ready is the logger closing fd 5 (or exiting): end-of-file on our read end.
+    pollfd waiting{ready.read_end.get(), POLLIN, 0};
+    const int polled = ::poll(&waiting, 1, static_cast<int>(std::chrono::milliseconds(logger_ready_timeout).count()));
+    if (polled == 0) fail(Errc::deadline_exceeded, "not ready within {} s", logger_ready_timeout.count());
+    if (const auto exited = logger_->try_wait()) {
+      fail(Errc::internal, "exited before it was ready (exit status {})", exited->as_exit_code());
+    }
+    stdout_.emplace(executor_, out.write_end.release());
+    stderr_.emplace(executor_, err.write_end.release());
+  });
+}
+
+Task<void> ProcessIo::finish_logger(std::shared_ptr<ProcessIo> self) {
+  co_await self->output_done_.wait();
+  boost::system::error_code ignored;
+  for (auto* descriptor : {&self->stdout_, &self->stderr_}) {
+    if (*descriptor) (*descriptor)->close(ignored);
+  }
+  asio::steady_timer grace(self->executor_, logger_exit_grace);
+  grace.async_wait([logger = &*self->logger_](const boost::system::error_code& error) {
+    if (!error) logger->signal(SIGKILL);
+  });
+  co_await self->logger_->wait(self->executor_);
+  grace.cancel();
 }
 
 ProcessIo::~ProcessIo() = default;
@@ -79,6 +154,7 @@ void ProcessIo::start(Gate& gate) {
   if (stdout_) gate.spawn(copy_output(shared_from_this(), false), log_failure);
   if (stderr_) gate.spawn(copy_output(shared_from_this(), true), log_failure);
   if (stdin_) gate.spawn(copy_input(shared_from_this()), log_failure);
+  if (logger_) gate.spawn(finish_logger(shared_from_this()), log_failure);
 }
 
 Task<void> ProcessIo::wait_output_done() { co_await output_done_.wait(); }

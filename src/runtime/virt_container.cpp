@@ -74,6 +74,7 @@ VirtSandboxSettings settings_for(const shim::SandboxSetup& setup, const oci::Spe
 
   VirtSandboxSettings settings;
   settings.sandbox_id = setup.sandbox_id;
+  settings.namespace_name = setup.namespace_name;
   settings.hostname = spec.hostname;
   const oci::NetworkNamespace netns = oci::network_namespace(spec);
   if (netns.kind == oci::NetworkNamespace::Kind::existing) settings.network_namespace = netns.path;

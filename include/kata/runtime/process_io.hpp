@@ -7,6 +7,8 @@
 // Input: the FIFO is read and forwarded with WriteStdin. The shim holds a write end of the stdin
 // FIFO itself, so the copy sees end-of-file only after containerd's CloseIO (host-lab §1f: a
 // piped `cat` would otherwise never end, or end too early); then CloseStdin reaches the guest.
+// Logging drivers: a binary:// URI (ctr run --log-uri, or a CRI logging plugin) names a program
+// that gets the output as pipes, started and reaped here as containerd's own shims do.
 #pragma once
 
 #include <filesystem>
@@ -19,6 +21,7 @@
 #include "kata/agent/kata_agent.hpp"
 #include "kata/core/async_event.hpp"
 #include "kata/core/asio.hpp"
+#include "kata/core/child_process.hpp"
 #include "kata/core/gate.hpp"
 #include "kata/core/unique_fd.hpp"
 #include "kata/runtime/task_runtime.hpp"
@@ -29,11 +32,16 @@ namespace kata::runtime {
 /// the process record; abort() cancels blocked host I/O so the copies end promptly.
 class ProcessIo : public std::enable_shared_from_this<ProcessIo> {
  public:
-  /// Opens the host ends (FIFOs, or files for file:// URIs). Throws kata::Error naming the path:
-  /// not_supported for binary:// loggers (not implemented yet), the errno mapping otherwise.
-  static std::shared_ptr<ProcessIo> open(Executor executor, agent::KataAgent& agent, ProcessId process, const Stdio& stdio);
+  /// Opens the host ends: FIFOs, files for file:// URIs, or a logger for binary:// URIs
+  /// (binary:///path?key=value: started with stdout on fd 3, stderr on fd 4 and a pipe on fd 5
+  /// that it closes once ready, which is waited for; `key value` arguments from the query;
+  /// CONTAINER_ID and CONTAINER_NAMESPACE=`namespace_name` in its environment). Throws
+  /// kata::Error naming the path or logger and what failed.
+  static std::shared_ptr<ProcessIo> open(Executor executor, agent::KataAgent& agent, ProcessId process, const Stdio& stdio,
+                                         const std::string& namespace_name);
 
-  ProcessIo(Executor executor, agent::KataAgent& agent, ProcessId process, const Stdio& stdio);
+  ProcessIo(Executor executor, agent::KataAgent& agent, ProcessId process, const Stdio& stdio,
+            const std::string& namespace_name);
   ProcessIo(const ProcessIo&) = delete;
   ProcessIo& operator=(const ProcessIo&) = delete;
   ~ProcessIo();
@@ -57,6 +65,9 @@ class ProcessIo : public std::enable_shared_from_this<ProcessIo> {
   using Descriptor = asio::posix::stream_descriptor;
   static Task<void> copy_output(std::shared_ptr<ProcessIo> self, bool is_stderr);
   static Task<void> copy_input(std::shared_ptr<ProcessIo> self);
+  // After the output ended: closes the logger's pipes so it sees end-of-file, then reaps it.
+  static Task<void> finish_logger(std::shared_ptr<ProcessIo> self);
+  void start_logger(const std::string& uri, const std::string& namespace_name);
   void output_finished() noexcept;
 
   Executor executor_;
@@ -66,6 +77,7 @@ class ProcessIo : public std::enable_shared_from_this<ProcessIo> {
   UniqueFd stdin_hold_;  // our write end of the stdin FIFO; closed by close_stdin()
   std::optional<Descriptor> stdout_;
   std::optional<Descriptor> stderr_;
+  std::optional<ChildProcess> logger_;
   int outputs_running_ = 0;
   bool started_ = false;
   bool aborted_ = false;

@@ -43,6 +43,8 @@ namespace kata::runtime {
 /// Everything a sandbox is built from (the factory computes it from config.json + TOML).
 struct VirtSandboxSettings {
   std::string sandbox_id;
+  /// containerd namespace (logging drivers get it as CONTAINER_NAMESPACE).
+  std::string namespace_name;
   /// Loaded, annotated and sized configuration.
   config::Config config;
   /// /run/kata: the sandbox's state directory is <state_root>/<sandbox_id>.

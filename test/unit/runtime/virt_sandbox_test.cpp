@@ -11,6 +11,7 @@
 #include <fstream>
 #include <map>
 #include <set>
+#include <sstream>
 
 #include <boost/asio/use_future.hpp>
 
@@ -261,6 +262,50 @@ TEST_F(VirtSandboxTest, ContainerLifecycleThroughTheAgent) {
   // Nothing left behind: state dir and shared dir are gone.
   EXPECT_FALSE(fs::exists(root_ / "run-kata" / "sb1"));
   EXPECT_FALSE(fs::exists(root_ / "shared" / "sb1"));
+}
+
+// containerd's binary logging protocol: stdout on fd 3, stderr on fd 4, ready when fd 5 closes,
+// query parameters as arguments, CONTAINER_ID/CONTAINER_NAMESPACE in the environment.
+TEST_F(VirtSandboxTest, BinaryLoggerGetsTheOutputAndIsReaped) {
+  const fs::path logger = root_ / "logger.sh";
+  const fs::path log = root_ / "logged";
+  std::ofstream(logger) << "#!/bin/sh\n"
+                        << "exec 5>&-\n"
+                        << "echo \"args=$* id=$CONTAINER_ID ns=$CONTAINER_NAMESPACE\" > " << log.string() << "\n"
+                        << "cat <&3 >> " << log.string() << "\n";
+  fs::permissions(logger, fs::perms::owner_all);
+  auto s = settings();
+  s.namespace_name = "k8s.io";
+  run([&](Sandbox& sandbox, FakeGuest&) -> Task<void> {
+        CreateContainerRequest request = create_request("c1");
+        request.stdio.stdout_path = "binary://" + logger.string() + "?--tag=web&--verbose";
+        request.stdio.stderr_path = request.stdio.stdout_path;
+        co_await sandbox.create_container(std::move(request));
+        co_await sandbox.start_process(c1_init);
+        (void)co_await sandbox.wait_process(c1_init);
+        (void)co_await sandbox.delete_process(c1_init);
+      },
+      std::move(s));
+  // shutdown() drained the gate, so the logger has seen end-of-file and was reaped.
+  std::ifstream in(log);
+  std::stringstream logged;
+  logged << in.rdbuf();
+  EXPECT_EQ(logged.str(), "args=--tag web --verbose id=c1 ns=k8s.io\nhello from c1\n");
+}
+
+TEST_F(VirtSandboxTest, MissingBinaryLoggerFailsCreateNamingIt) {
+  run([&](Sandbox& sandbox, FakeGuest&) -> Task<void> {
+        CreateContainerRequest request = create_request("c1");
+        request.stdio.stdout_path = "binary:///nonexistent/logger";
+        request.stdio.stderr_path = request.stdio.stdout_path;
+        try {
+          co_await sandbox.create_container(std::move(request));
+          ADD_FAILURE() << "create with a missing logger succeeded";
+        } catch (const Error& error) {
+          EXPECT_NE(describe(error).find("/nonexistent/logger"), std::string::npos) << describe(error);
+        }
+      },
+      settings());
 }
 
 TEST_F(VirtSandboxTest, ExecAndDuplicateExecAndStdin) {

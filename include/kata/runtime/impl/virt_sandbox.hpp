@@ -137,6 +137,8 @@ Task<void> VirtSandbox<H, T>::boot() {
     const auto deadline = std::chrono::steady_clock::now() + settings_.boot_timeout;
     const auto timeouts = agent::AgentTimeouts::from(settings_.config.active_agent());
     agent_.emplace(co_await agent::KataAgent::connect<T>(executor_, vm_.agent_address(), timeouts, deadline));
+    // A phase mark for bench/e2e: the boot ends here, sandbox setup starts.
+    log.info("agent answered at {}", agent_->url());
 
     grpc::CreateSandboxRequest request;
     request.set_hostname(settings_.hostname);
@@ -396,7 +398,8 @@ Task<pid_t> VirtSandbox<H, T>::create_container(CreateContainerRequest request) 
       container->volume_shares.push_back(std::move(share));
     }
     amend_container_spec(spec, container->rootfs_share.guest_path(), settings_.config.runtime);
-    container->init->io = ProcessIo::open(executor_, *agent_, container->init->id, request.stdio);
+    container->init->io =
+        ProcessIo::open(executor_, *agent_, container->init->id, request.stdio, settings_.namespace_name);
   });
 
   grpc::CreateContainerRequest create;
@@ -431,8 +434,9 @@ Task<void> VirtSandbox<H, T>::exec_process(ExecProcessRequest request) {
   });
   auto process = make_process(id, request.stdio, executor_);
   process->exec_spec_json = std::move(request.process_spec_json);
-  process->io = with_context(fmt::format("exec {}: open stdio", id.exec_id),
-                             [&] { return ProcessIo::open(executor_, agent(), process->id, process->stdio); });
+  process->io = with_context(fmt::format("exec {}: open stdio", id.exec_id), [&] {
+    return ProcessIo::open(executor_, agent(), process->id, process->stdio, settings_.namespace_name);
+  });
   container.execs.emplace(id.exec_id, std::move(process));
   co_return;
 }

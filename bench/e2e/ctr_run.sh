@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# `ctr run` to first output through our shim, split into phases, and the idle memory of our shim
+# next to containerd-shim-runc-v2, measured in the same run in one private containerd (lab.sh).
+#
+# usage: bench/e2e/ctr_run.sh BUILD-DIR [RUNS]        (root; BUILD-DIR has the shim and guest image)
+#
+# Phases of one run (host clock unless noted):
+#   shim    ctr started -> the shim launches QEMU (containerd, shim start, config, virtiofsd)
+#   vmm     QEMU launched -> guest kernel starts (QEMU setup, firmware-less PVH entry)
+#   kernel  guest kernel start -> /init runs (guest clock, from the console log's printk times)
+#   agent   /init runs -> the agent answers Health.Check (modules, channel, ttRPC)
+#   task    agent ready -> the container's first output reaches ctr (CreateSandbox, share, spawn)
+# The kernel's start on the host clock is found from inside the container: it prints its guest
+# uptime, and the moment ctr prints it minus that uptime is when the guest clock started.
+set -uo pipefail
+build=$(cd "${1:?usage: ctr_run.sh BUILD-DIR [RUNS]}" && pwd)
+runs=${2:-5}
+here=$(cd "$(dirname "$0")" && pwd)
+export LAB_SHIM=$build/variants/qemu/containerd-shim-kata-qemu-v2
+export LAB_CONFIG=$build/config/configuration-qemu.toml
+export LAB_KERNEL=$build/guest/vmlinux.container LAB_INITRD=$build/guest/kata-containers-initrd.img
+# shellcheck source=../../test/integration/lab.sh
+source "$here/../../test/integration/lab.sh"
+
+now_ms() { echo $(($(date +%s%N) / 1000000)); }
+log_ms() {  # log_ms PATTERN: host time (ms) of the first containerd log line matching PATTERN
+  local stamp
+  stamp=$(grep -m1 -E -- "$1" "$LAB/containerd.log" | sed -n 's/^time="\{0,1\}\([^" ]*\)"\{0,1\} .*/\1/p')
+  [[ -n $stamp ]] && echo $(($(date -d "$stamp" +%s%N) / 1000000))
+}
+median() { sort -n | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : int((v[NR / 2] + v[NR / 2 + 1]) / 2)}'; }
+
+lab_start
+lab_import_busybox
+# printk timestamps on the console log: enable_debug turns the guest console on.
+printf '[hypervisor.qemu]\nenable_debug = true\n' >"$LAB/kata/config.d/60-bench.toml"
+
+declare -a total shim vmm kernel agent task
+for ((i = 0; i < runs; i++)); do
+  id=bench$i
+  start=$(now_ms)
+  out=$(lab_run "$id" /bin/cat /proc/uptime) || lab_die "run $i failed: $out"
+  first_output=$(now_ms)
+  uptime_ms=$(awk '{printf "%d", $1 * 1000}' <<<"$out")
+  kernel_start=$((first_output - uptime_ms))
+  launch=$(log_ms "msg=\"launch .*sandbox=$id( |$)")
+  ready=$(log_ms "msg=\"agent answered .*sandbox=$id( |$)")
+  console=/run/kata/$id/console.log
+  init_s=$(grep -a -m1 'Run /init as init process' "$console" 2>/dev/null | sed -n 's/^\[ *\([0-9.]*\)\].*/\1/p')
+  [[ -n $launch && -n $ready && -n $init_s ]] || lab_die "run $i: missing a phase mark (launch=$launch ready=$ready init=$init_s)"
+  init_ms=$(awk -v s="$init_s" 'BEGIN {printf "%d", s * 1000}')
+  total+=($((first_output - start)))
+  shim+=($((launch - start)))
+  vmm+=($((kernel_start - launch)))
+  kernel+=($((init_ms)))
+  agent+=($((ready - kernel_start - init_ms)))
+  task+=($((first_output - ready)))
+  ctr tasks delete "$id" >/dev/null && ctr containers delete "$id" >/dev/null
+  echo "run $i: total ${total[-1]} ms (shim ${shim[-1]}, vmm ${vmm[-1]}, kernel ${kernel[-1]}, agent ${agent[-1]}, task ${task[-1]})"
+done
+
+echo
+echo "| phase | median of $runs (ms) |"
+echo "|---|---|"
+for phase in shim vmm kernel agent task total; do
+  declare -n values=$phase
+  echo "| $phase | $(printf '%s\n' "${values[@]}" | median) |"
+done
+
+# Idle shim memory, ours and runc's, each serving one sleeping container.
+lab_run -d idle-kata /bin/sleep 600 >/dev/null || lab_die "idle kata container failed"
+ctr run -d --runtime io.containerd.runc.v2 localhost/busybox:latest idle-runc /bin/sleep 600 >/dev/null ||
+  lab_die "idle runc container failed"
+sleep 3
+memory() {  # memory PID -> "RSS PSS" in KiB
+  awk '/^Rss:/ {r = $2} /^Pss:/ {p = $2} END {print r, p}' "/proc/$1/smaps_rollup"
+}
+kata_pid=$(lab_shim_pid idle-kata)
+runc_pid=$(pgrep -f -- "containerd-shim-runc-v2 .*-id idle-runc( |$)" | head -1)
+read -r kata_rss kata_pss <<<"$(memory "$kata_pid")"
+read -r runc_rss runc_pss <<<"$(memory "$runc_pid")"
+echo
+echo "| idle shim | RSS (KiB) | PSS (KiB) |"
+echo "|---|---|---|"
+echo "| containerd-shim-kata-v2 (ours, qemu) | $kata_rss | $kata_pss |"
+echo "| containerd-shim-runc-v2 | $runc_rss | $runc_pss |"
+lab_stop
