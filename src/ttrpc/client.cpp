@@ -2,6 +2,7 @@
 
 #include <atomic>
 #include <limits>
+#include <utility>
 
 #include <fmt/format.h>
 
@@ -144,25 +145,53 @@ void ClientConnection::close(std::string reason) noexcept {
 }
 
 void ClientConnection::on_frame(const FrameHeader& header, std::string_view data) {
+  deliver(header, data, nullptr);
+}
+
+std::optional<std::size_t> ClientConnection::large_frame_split(const FrameHeader& header,
+                                                               std::string_view available) {
+  // A response's payload is read into the string the caller gets back; Data frames are the
+  // message itself already.
+  if (header.type != MessageType::response) return 0;
+  return response_payload_offset(available, header.length);
+}
+
+void ClientConnection::on_large_frame(const FrameHeader& header, std::string_view prefix, std::string body) {
+  deliver(header, prefix, &body);
+  if (!body.empty()) recycle_large_buffer(std::move(body));
+}
+
+void ClientConnection::deliver(const FrameHeader& header, std::string_view data, std::string* owned) {
   const auto it = calls_.find(header.stream_id);
   // Nobody waits for this stream any more (deadline, cancellation): a late answer is dropped.
   if (it == calls_.end()) return;
   ClientCall& call = *it->second;
   bool stream_done = false;
   switch (header.type) {
-    case MessageType::response:
+    case MessageType::response: {
       stream_done = true;
-      if (!response_.ParseFromArray(data.data(), static_cast<int>(data.size()))) {
+      // With an owned body and no prefix, the body is the whole Response; with a prefix, the
+      // body is the contents of the payload field that ends the prefix.
+      const bool whole_in_body = owned != nullptr && data.empty();
+      ResponseView response;
+      const bool valid = whole_in_body ? decode_response(*owned, response)
+                                       : decode_response(data, response, owned != nullptr ? owned->size() : 0);
+      if (!valid) {
         call.failure.emplace(Errc::internal, fmt::format("ttrpc: malformed response on stream {}", header.stream_id));
-      } else if (response_.has_status() && response_.status().code() != 0) {
-        call.failure.emplace(code_from_status(response_.status().code()), response_.status().message());
-      } else if (call.streaming) {
-        call.inbox.push_back(std::move(*response_.mutable_payload()));
-      } else {
-        call.response = std::move(*response_.mutable_payload());
+        break;
       }
-      response_.Clear();
+      if (response.code != 0) {
+        call.failure.emplace(code_from_status(response.code), std::string(response.message));
+        break;
+      }
+      std::string payload = response.payload_is_tail ? std::exchange(*owned, std::string()) : std::string(response.payload);
+      if (call.streaming) {
+        call.inbox.push_back(std::move(payload));
+      } else {
+        call.response = std::move(payload);
+      }
       break;
+    }
     case MessageType::data:
       if (!call.streaming) {
         stream_done = true;
@@ -170,7 +199,14 @@ void ClientConnection::on_frame(const FrameHeader& header, std::string_view data
                              fmt::format("ttrpc: data frame received on unary stream {}", header.stream_id));
         break;
       }
-      if ((header.flags & flags::no_data) == 0) call.inbox.emplace_back(data);
+      if ((header.flags & flags::no_data) == 0) {
+        if (owned != nullptr) {
+          // Data frames are not split: the body is the whole message.
+          call.inbox.push_back(std::exchange(*owned, std::string()));
+        } else {
+          call.inbox.emplace_back(data);
+        }
+      }
       stream_done = (header.flags & flags::remote_closed) != 0;
       break;
     default:

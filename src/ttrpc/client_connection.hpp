@@ -10,7 +10,6 @@
 #include "connection.hpp"
 #include "kata/core/error.hpp"
 #include "kata/ttrpc/client.hpp"
-#include "ttrpc_wire.pb.h"
 #include "wire.hpp"
 
 namespace kata::ttrpc::detail {
@@ -68,6 +67,12 @@ class ClientConnection final : public ConnectionBase {
 
  private:
   void on_frame(const FrameHeader& header, std::string_view data) override;
+  std::optional<std::size_t> large_frame_split(const FrameHeader& header, std::string_view available) override;
+  void on_large_frame(const FrameHeader& header, std::string_view prefix, std::string body) override;
+  /// Delivers a frame's message to its call. `data` is the frame's data, or with `owned` set the
+  /// prefix whose final payload field's contents are `*owned` (or, with an empty prefix, the
+  /// whole data, in `*owned`). Returns `owned` when nobody took it.
+  void deliver(const FrameHeader& header, std::string_view data, std::string* owned);
   void on_read_end(std::string reason, bool aborted) override;
   void on_write_failed(std::string reason) override;
   [[noreturn]] void throw_closed() const;
@@ -75,7 +80,6 @@ class ClientConnection final : public ConnectionBase {
   std::unordered_map<std::uint32_t, ClientCall*> calls_;
   std::uint32_t next_stream_id_ = 1;
   std::string close_reason_;
-  wire::Response response_;  ///< reused to parse every response
 };
 
 }  // namespace kata::ttrpc::detail

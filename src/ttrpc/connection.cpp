@@ -2,54 +2,29 @@
 
 #include <algorithm>
 #include <cstring>
+#include <utility>
 
 #include <boost/asio/error.hpp>
 #include <fmt/format.h>
 
 namespace kata::ttrpc::detail {
 
-asio::mutable_buffer ReadBuffer::prepare() {
-  if (begin_ == end_) {
-    begin_ = end_ = 0;
-    // Give memory back once traffic returns to small frames; keep it while large frames follow
-    // each other so a run of 1 MiB calls does not reallocate for every frame.
-    if (capacity_ > default_capacity && needed_ <= default_capacity && !last_frame_large_) {
-      reallocate(default_capacity);
-    }
-  }
-  // Room to read into now: the rest of a frame whose size is known, else a reasonable minimum.
-  // Asking for exactly the rest of a large frame means it is read in place, never moved.
+asio::mutable_buffer ReadBuffer::prepare() noexcept {
+  // Move a partial frame to the front once little room is left behind it, so reads never get a
+  // tiny window and a frame that fits the buffer always finds room.
   constexpr std::size_t min_free = 4096;
-  const std::size_t live = end_ - begin_;
-  const std::size_t room = needed_ > live ? needed_ - live : min_free;
-  if (capacity_ - end_ < room) {
-    const std::size_t required = std::max(default_capacity, live + room);
-    if (required > capacity_) {
-      reallocate(required);
-    } else {
-      std::memmove(storage_.get(), storage_.get() + begin_, live);
-      begin_ = 0;
-      end_ = live;
-    }
+  if (capacity - end_ < min_free && begin_ > 0) {
+    const std::size_t live = end_ - begin_;
+    std::memmove(storage_.get(), storage_.get() + begin_, live);
+    begin_ = 0;
+    end_ = live;
   }
-  return asio::buffer(storage_.get() + end_, capacity_ - end_);
+  return asio::buffer(storage_.get() + end_, capacity - end_);
 }
 
 void ReadBuffer::consume(std::size_t bytes) noexcept {
-  last_frame_large_ = bytes > default_capacity;
-  needed_ = 0;
   begin_ += bytes;
   if (begin_ == end_) begin_ = end_ = 0;
-}
-
-void ReadBuffer::reallocate(std::size_t capacity) {
-  const std::size_t live = end_ - begin_;
-  auto storage = std::make_unique_for_overwrite<std::uint8_t[]>(capacity);
-  if (live > 0) std::memcpy(storage.get(), storage_.get() + begin_, live);
-  storage_ = std::move(storage);
-  capacity_ = capacity;
-  begin_ = 0;
-  end_ = live;
 }
 
 ConnectionBase::ConnectionBase(Transport transport)
@@ -67,6 +42,48 @@ std::string& ConnectionBase::outbox() {
 void ConnectionBase::append_owned(std::string bytes) {
   chunks_.push_back(std::move(bytes));
   last_chunk_owned_ = true;
+}
+
+void ConnectionBase::recycle_large_buffer(std::string buffer) noexcept {
+  // Keeping the larger of two lets a run of similar messages settle on one buffer that fits them
+  // all; nothing larger than a frame's data can be useful.
+  if (buffer.capacity() <= ReadBuffer::capacity || buffer.capacity() > max_message_size) return;
+  if (buffer.capacity() > spare_large_.capacity()) spare_large_ = std::move(buffer);
+}
+
+std::string ConnectionBase::take_large_buffer(std::size_t size) {
+  std::string buffer;
+  if (spare_large_.capacity() >= size) buffer = std::exchange(spare_large_, std::string());
+  // Growing a string zero-fills the new bytes; a recycled buffer is usually long enough already,
+  // and shortening one costs nothing.
+  buffer.resize(size);
+  return buffer;
+}
+
+std::optional<std::size_t> ConnectionBase::large_frame_split(const FrameHeader& /*header*/,
+                                                             std::string_view /*available*/) {
+  return 0;
+}
+
+bool ConnectionBase::begin_large_frame(const FrameHeader& header) {
+  const std::span<const std::uint8_t> buffered = read_buffer_.data();
+  // Everything buffered belongs to this frame: it is not complete yet.
+  const std::string_view available(reinterpret_cast<const char*>(buffered.data()) + frame_header_size,
+                                   buffered.size() - frame_header_size);
+  std::optional<std::size_t> split = large_frame_split(header, available);
+  if (!split) {
+    if (buffered.size() < ReadBuffer::capacity) return false;
+    split = 0;
+  }
+  LargeFrame& frame = large_frame_.emplace();
+  frame.header = header;
+  frame.prefix.assign(available.substr(0, *split));
+  frame.body = take_large_buffer(header.length - *split);
+  const std::string_view early = available.substr(*split);
+  std::memcpy(frame.body.data(), early.data(), early.size());
+  frame.filled = early.size();
+  read_buffer_.consume(buffered.size());
+  return true;
 }
 
 void ConnectionBase::frames_appended() {
@@ -99,8 +116,11 @@ void ConnectionBase::consume_written(std::size_t bytes) noexcept {
     }
     bytes -= left;
     front_offset_ = 0;
-    // Keep one small buffer's capacity for the next frames; large ones go back to the allocator.
-    if (front.capacity() <= ReadBuffer::default_capacity && front.capacity() > spare_.capacity()) {
+    // Keep one small buffer's capacity for the next frames, and a large payload for the next
+    // large frame read.
+    if (front.capacity() > ReadBuffer::capacity) {
+      recycle_large_buffer(std::move(front));
+    } else if (front.capacity() > spare_.capacity()) {
       front.clear();
       spare_.swap(front);
     }
@@ -182,19 +202,36 @@ Task<void> ConnectionBase::read_loop(std::shared_ptr<ConnectionBase> /*self*/) {
         aborted = true;
         break;
       }
+      if (large_frame_) {
+        LargeFrame& frame = *large_frame_;
+        frame.filled += co_await transport_.read_some(
+            asio::buffer(frame.body.data() + frame.filled, frame.body.size() - frame.filled));
+        if (frame.filled < frame.body.size()) continue;
+        LargeFrame complete = std::move(frame);
+        large_frame_.reset();
+        last_frame_small_ = false;
+        on_large_frame(complete.header, complete.prefix, std::move(complete.body));
+        if (closed_) {
+          aborted = true;
+          break;
+        }
+        continue;
+      }
       const std::size_t n = co_await transport_.read_some(read_buffer_.prepare());
       read_buffer_.commit(n);
-      while (!closed_) {
+      while (!closed_ && !large_frame_) {
         const DecodedFrame frame = decode_frame(read_buffer_.data());
         if (frame.status == DecodedFrame::Status::complete) {
+          // Two small frames in a row: traffic is back to small messages.
+          if (last_frame_small_ && spare_large_.capacity() > 0) spare_large_ = std::string();
+          last_frame_small_ = true;
           on_frame(frame.header, frame.data);
           read_buffer_.consume(frame.consumed);
         } else if (frame.status == DecodedFrame::Status::oversized) {
           reason = fmt::format("received a frame of {} bytes on stream {}, over the {}-byte limit",
                                frame.header.length, frame.header.stream_id, max_message_size);
           break;
-        } else {
-          read_buffer_.expect(frame.needed);
+        } else if (frame.needed <= ReadBuffer::capacity || !begin_large_frame(frame.header)) {
           break;
         }
       }
@@ -207,7 +244,7 @@ Task<void> ConnectionBase::read_loop(std::shared_ptr<ConnectionBase> /*self*/) {
     if (e.code() == asio::error::operation_aborted || e.code() == asio::error::bad_descriptor) {
       aborted = true;
     } else if (e.code() == asio::error::eof) {
-      reason = read_buffer_.data().empty() ? "peer closed the connection"
+      reason = read_buffer_.data().empty() && !large_frame_ ? "peer closed the connection"
                                            : "peer closed the connection in the middle of a frame";
     } else {
       reason = fmt::format("read: {}", e.code().message());

@@ -7,12 +7,21 @@
 // over, and it exits as soon as everything is written, so an idle connection owns no coroutine
 // other than its reader. A large payload is not copied into the outbox: it is moved in as a
 // chunk of its own (append_owned) and written with the surrounding frames in one gathering write.
+//
+// Reading: small frames are decoded in place from a fixed 64 KiB buffer. The data of a large
+// frame is read straight into a string of its own that is handed to the subclass, which may keep
+// it (a request's payload stays where it was read while its handler runs; a response's payload
+// becomes the caller's result). Large strings the connection is done with (a written payload, a
+// finished request) are kept, one at a time, for the next large frame, so a run of large calls
+// does not ask the allocator for fresh memory every time: under a VM, touching freshly mapped
+// pages costs more than the copies. The spare is released when traffic returns to small frames.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
 #include <deque>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -24,31 +33,26 @@
 
 namespace kata::ttrpc::detail {
 
-/// A growable buffer frames are read into and decoded from in place.
+/// The buffer small frames are read into and decoded from in place. Its size is fixed: a frame
+/// that cannot fit (a large frame) has its data read into a buffer of its own instead.
 class ReadBuffer {
  public:
-  static constexpr std::size_t default_capacity = 64 * 1024;
+  static constexpr std::size_t capacity = 64 * 1024;
 
-  /// Free space after the buffered bytes; guarantees room for the frame announced by expect().
-  asio::mutable_buffer prepare();
+  ReadBuffer() : storage_(std::make_unique_for_overwrite<std::uint8_t[]>(capacity)) {}
+
+  /// Free space after the buffered bytes. Not empty unless the buffer is full.
+  asio::mutable_buffer prepare() noexcept;
   void commit(std::size_t bytes) noexcept { end_ += bytes; }
   [[nodiscard]] std::span<const std::uint8_t> data() const noexcept {
     return {storage_.get() + begin_, end_ - begin_};
   }
   void consume(std::size_t bytes) noexcept;
-  /// The frame at the front needs `total_bytes` (header included) to be complete.
-  void expect(std::size_t total_bytes) noexcept { needed_ = total_bytes; }
-  [[nodiscard]] std::size_t capacity() const noexcept { return capacity_; }
 
  private:
-  void reallocate(std::size_t capacity);
-
   std::unique_ptr<std::uint8_t[]> storage_;
-  std::size_t capacity_ = 0;
   std::size_t begin_ = 0;
   std::size_t end_ = 0;
-  std::size_t needed_ = 0;
-  bool last_frame_large_ = false;
 };
 
 class ConnectionBase : public std::enable_shared_from_this<ConnectionBase> {
@@ -67,6 +71,8 @@ class ConnectionBase : public std::enable_shared_from_this<ConnectionBase> {
   /// Queues `bytes` (typically a large payload) after everything appended so far, without copying.
   void append_owned(std::string bytes);
   void frames_appended();
+  /// A large string the connection or its user is done with, kept for the next large frame.
+  void recycle_large_buffer(std::string buffer) noexcept;
   /// True when nothing is waiting to be written or being written.
   [[nodiscard]] bool write_idle() const noexcept { return !writing_ && !flush_scheduled_ && chunks_.empty(); }
   [[nodiscard]] bool writing() const noexcept { return writing_; }
@@ -77,8 +83,16 @@ class ConnectionBase : public std::enable_shared_from_this<ConnectionBase> {
   /// progress, so responses still queued reach the peer.
   void stop_reading() noexcept;
 
-  /// A complete frame; `data` is valid during the call only.
+  /// A complete small frame; `data` is valid during the call only.
   virtual void on_frame(const FrameHeader& header, std::string_view data) = 0;
+  /// Where the data of a large frame should be split: its first `offset` bytes (which must all be
+  /// in `available`, the data received so far) are passed as `prefix`, the rest is read into a
+  /// string of its own. std::nullopt asks for more bytes; the connection gives up waiting and
+  /// uses 0 when its buffer is full. The default, 0, reads all the data into one string.
+  virtual std::optional<std::size_t> large_frame_split(const FrameHeader& header, std::string_view available);
+  /// A complete large frame: its data is `prefix` followed by `body`, which the callee owns (and
+  /// may give back with recycle_large_buffer).
+  virtual void on_large_frame(const FrameHeader& header, std::string_view prefix, std::string body) = 0;
   /// The reader stopped: `aborted` when it was cancelled (Transport::cancel/close), otherwise
   /// `reason` says why the stream is unusable (peer closed, oversized frame, I/O error).
   virtual void on_read_end(std::string reason, bool aborted) = 0;
@@ -96,9 +110,24 @@ class ConnectionBase : public std::enable_shared_from_this<ConnectionBase> {
   Task<void> read_loop(std::shared_ptr<ConnectionBase> self);
   std::vector<asio::const_buffer> pending_buffers(std::size_t& chunk_count) const;
   void consume_written(std::size_t bytes) noexcept;
+  /// Starts reading the large frame at the front of the read buffer; false when more bytes must
+  /// be read before the frame's data can be split.
+  bool begin_large_frame(const FrameHeader& header);
+  std::string take_large_buffer(std::size_t size);
+
+  /// The large frame being read straight into `body`.
+  struct LargeFrame {
+    FrameHeader header;
+    std::string prefix;
+    std::string body;
+    std::size_t filled = 0;
+  };
 
   Executor executor_;
   ReadBuffer read_buffer_;
+  std::optional<LargeFrame> large_frame_;
+  std::string spare_large_;           ///< see "Reading" above
+  bool last_frame_small_ = false;
   // Bytes to write, in order. A deque, because pushing at the back never moves the strings being
   // written (a vector would, and short strings keep their bytes inline).
   std::deque<std::string> chunks_;

@@ -7,6 +7,7 @@
 #include <list>
 #include <set>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include <boost/asio/generic/stream_protocol.hpp>
@@ -16,7 +17,6 @@
 
 #include "connection.hpp"
 #include "kata/core/error.hpp"
-#include "ttrpc_wire.pb.h"
 #include "wire.hpp"
 
 namespace kata::ttrpc {
@@ -93,17 +93,21 @@ class ServerState : public std::enable_shared_from_this<ServerState> {
 
 /// One request being handled. Shared by the handler coroutine and the deadline timer.
 struct ServerCall {
-  ServerCall(ServerConnection& owner, std::uint32_t id, wire::Request&& req, const ServiceDefinition::Method& m)
-      : connection(&owner), stream_id(id), request(std::move(req)), method(&m) {
+  /// `frame` is the Request's encoding (already validated); the call keeps it so that the
+  /// payload, service and method the handler sees are views into it, never copies.
+  ServerCall(ServerConnection& owner, std::uint32_t id, std::string frame, const ServiceDefinition::Method& m)
+      : connection(&owner), stream_id(id), request_bytes(std::move(frame)), method(&m) {
     ++live_objects;
-    context.service_ = request.service();
-    context.method_ = request.method();
+    RequestView request;
+    static_cast<void>(decode_request(request_bytes, request));
+    payload = request.payload;
+    context.service_ = request.service;
+    context.method_ = request.method;
     context.cancelled_ = &cancelled;
-    if (request.timeout_nano() > 0) {
-      context.deadline_ = Clock::now() + std::chrono::nanoseconds(request.timeout_nano());
+    if (request.timeout_nano > 0) {
+      context.deadline_ = Clock::now() + std::chrono::nanoseconds(request.timeout_nano);
     }
-    context.metadata_.reserve(static_cast<std::size_t>(request.metadata_size()));
-    for (const auto& kv : request.metadata()) context.metadata_.push_back({kv.key(), kv.value()});
+    context.metadata_ = std::move(request.metadata);
   }
   ServerCall(const ServerCall&) = delete;
   ServerCall& operator=(const ServerCall&) = delete;
@@ -114,7 +118,8 @@ struct ServerCall {
 
   ServerConnection* connection;
   std::uint32_t stream_id;
-  wire::Request request;
+  std::string request_bytes;
+  std::string_view payload;  ///< into request_bytes
   const ServiceDefinition::Method* method;
   CallContext context;
   bool cancelled = false;   ///< what context.cancelled() reports
@@ -197,12 +202,19 @@ class ServerConnection final : public ConnectionBase {
   }
 
  private:
-  void on_frame(const FrameHeader& header, std::string_view data) override;
+  void on_frame(const FrameHeader& header, std::string_view data) override { handle_frame(header, data, nullptr); }
+  void on_large_frame(const FrameHeader& header, std::string_view /*prefix*/, std::string body) override {
+    // The default split: the prefix is empty and the body is all of the frame's data.
+    handle_frame(header, body, &body);
+    if (!body.empty()) recycle_large_buffer(std::move(body));
+  }
+  /// `owned`, when set, holds the bytes `data` views; whoever keeps them takes them.
+  void handle_frame(const FrameHeader& header, std::string_view data, std::string* owned);
   void on_read_end(std::string reason, bool aborted) override;
   void on_write_failed(std::string /*reason*/) override { close(); }
   void on_write_idle() override { maybe_finish_drain(); }
 
-  void start_call(std::uint32_t stream_id, std::uint8_t frame_flags, std::string_view data);
+  void start_call(std::uint32_t stream_id, std::uint8_t frame_flags, std::string_view data, std::string* owned);
   Task<void> run_call(std::shared_ptr<ServerConnection> self, std::shared_ptr<ServerCall> call);
   void call_finished(ServerCall& call) noexcept;
   void maybe_finish_drain() noexcept {
@@ -217,14 +229,14 @@ class ServerConnection final : public ConnectionBase {
   bool draining_ = false;
 };
 
-void ServerConnection::on_frame(const FrameHeader& header, std::string_view data) {
+void ServerConnection::handle_frame(const FrameHeader& header, std::string_view data, std::string* owned) {
   if (header.stream_id % 2 != 1) {
     send_response(header.stream_id, Errc::invalid_argument, "StreamID must be odd for client initiated streams", {});
     return;
   }
   switch (header.type) {
     case MessageType::request:
-      start_call(header.stream_id, header.flags, data);
+      start_call(header.stream_id, header.flags, data, owned);
       return;
     case MessageType::data: {
       const auto it = streams_.find(header.stream_id);
@@ -234,7 +246,13 @@ void ServerConnection::on_frame(const FrameHeader& header, std::string_view data
       }
       ServerCall& call = *it->second;
       if (call.remote_closed) return;  // the client broke its own promise; nothing can use this
-      if ((header.flags & flags::no_data) == 0) call.inbox.emplace_back(data);
+      if ((header.flags & flags::no_data) == 0) {
+        if (owned != nullptr) {
+          call.inbox.push_back(std::exchange(*owned, std::string()));
+        } else {
+          call.inbox.emplace_back(data);
+        }
+      }
       if ((header.flags & flags::remote_closed) != 0) call.remote_closed = true;
       call.wake->cancel();
       return;
@@ -244,31 +262,31 @@ void ServerConnection::on_frame(const FrameHeader& header, std::string_view data
   }
 }
 
-void ServerConnection::start_call(std::uint32_t stream_id, std::uint8_t frame_flags, std::string_view data) {
+void ServerConnection::start_call(std::uint32_t stream_id, std::uint8_t frame_flags, std::string_view data,
+                                  std::string* owned) {
   if (stream_id <= last_stream_id_) {
     send_response(stream_id, Errc::invalid_argument, "StreamID cannot be re-used and must increment", {});
     return;
   }
   last_stream_id_ = stream_id;
-  wire::Request request;
-  if (!request.ParseFromArray(data.data(), static_cast<int>(data.size()))) {
+  RequestView request;
+  if (!decode_request(data, request)) {
     send_response(stream_id, Errc::invalid_argument, "unmarshal request error: malformed ttrpc.Request", {});
     return;
   }
   std::string unknown;
-  const ServiceDefinition::Method* method = server_->find(request.service(), request.method(), unknown);
+  const ServiceDefinition::Method* method = server_->find(request.service, request.method, unknown);
   if (method == nullptr) {
     send_response(stream_id, Errc::not_supported, unknown, {});
     return;
   }
-  auto call = std::make_shared<ServerCall>(*this, stream_id, std::move(request), *method);
+  std::string frame = owned != nullptr ? std::exchange(*owned, std::string()) : std::string(data);
+  auto call = std::make_shared<ServerCall>(*this, stream_id, std::move(frame), *method);
   if (call->streaming()) {
     call->wake.emplace(executor(), Clock::time_point::max());
     // Go's server delivers the Request payload as the first message unless the method is
     // client-streaming and the payload is empty (an empty first message would be invented).
-    if (!call->request.payload().empty() || !method->desc.client_streaming) {
-      call->inbox.push_back(std::move(*call->request.mutable_payload()));
-    }
+    if (!call->payload.empty() || !method->desc.client_streaming) call->inbox.emplace_back(call->payload);
     if (!method->desc.client_streaming || (frame_flags & flags::remote_closed) != 0) call->remote_closed = true;
     streams_.emplace(stream_id, call.get());
   }
@@ -301,7 +319,7 @@ Task<void> ServerConnection::run_call(std::shared_ptr<ServerConnection> self, st
       ServerStream stream = c.make_stream();
       last_message = co_await c.method->stream(stream, c.context);
     } else {
-      payload = co_await c.method->unary(c.request.payload(), c.context);
+      payload = co_await c.method->unary(c.payload, c.context);
     }
   } catch (...) {
     const std::exception_ptr error = std::current_exception();
@@ -335,6 +353,11 @@ void ServerConnection::call_finished(ServerCall& call) noexcept {
   if (calls_ == &call) calls_ = call.next;
   call.previous = call.next = nullptr;
   if (call.streaming()) streams_.erase(call.stream_id);
+  // The handler is done with the request: its buffer can take the next large frame.
+  if (call.request_bytes.capacity() > ReadBuffer::capacity) {
+    call.payload = {};
+    recycle_large_buffer(std::exchange(call.request_bytes, std::string()));
+  }
   --server_->active_calls;
   maybe_finish_drain();
 }

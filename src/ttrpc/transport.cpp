@@ -14,6 +14,7 @@
 #include <boost/asio/write.hpp>
 
 #include "kata/core/error.hpp"
+#include "kata/ttrpc/frame.hpp"
 
 namespace kata::ttrpc {
 
@@ -56,6 +57,19 @@ sockaddr_un unix_address(const std::filesystem::path& path) {
   return address;
 }
 
+// A unix socket's send buffer bounds how much of a message crosses per wakeup of the peer: with
+// the kernel default (208 KiB) a 1 MiB message takes a dozen write/read/epoll rounds on each
+// side, which cost more than the copies themselves (docs/performance.md). The kernel caps the
+// request at net.core.wmem_max and only charges memory for bytes actually queued, so this is a
+// limit for a peer that stops reading, not an allocation. Failure only costs speed.
+void size_send_buffer(int fd) noexcept {
+  constexpr int wanted = static_cast<int>(max_message_size / 2);  // the kernel doubles it for bookkeeping
+  int current = 0;
+  socklen_t length = sizeof(current);
+  if (::getsockopt(fd, SOL_SOCKET, SO_SNDBUF, &current, &length) == 0 && current >= 2 * wanted) return;
+  static_cast<void>(::setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &wanted, sizeof(wanted)));
+}
+
 }  // namespace
 
 struct Transport::Impl {
@@ -75,6 +89,7 @@ Transport::Transport(Executor executor, UniqueFd fd) {
     socket.assign(asio::generic::stream_protocol(family, SOCK_STREAM), fd.get());
     static_cast<void>(fd.release());
     socket.non_blocking(true);
+    if (family == AF_UNIX) size_send_buffer(socket.native_handle());
     impl_ = std::make_unique<Impl>(Impl{std::variant<Socket, Descriptor>(std::in_place_index<0>, std::move(socket))});
   } else {
     Descriptor descriptor(executor, fd.get());

@@ -45,6 +45,39 @@ std::string request_frame(std::uint32_t stream_id, std::string_view service, std
   return out;
 }
 
+std::string varint(std::uint64_t value) {
+  std::string out;
+  while (value >= 0x80) {
+    out.push_back(static_cast<char>((value & 0x7f) | 0x80));
+    value >>= 7;
+  }
+  out.push_back(static_cast<char>(value));
+  return out;
+}
+
+/// A length-delimited protobuf field.
+std::string bytes_field(int number, std::string_view contents) {
+  return varint(static_cast<std::uint64_t>(number) << 3 | 2) + varint(contents.size()) + std::string(contents);
+}
+
+std::string frame(std::uint32_t stream_id, MessageType type, std::string_view data) {
+  std::array<std::uint8_t, frame_header_size> header{};
+  encode_header({static_cast<std::uint32_t>(data.size()), stream_id, type, 0}, header);
+  return std::string(reinterpret_cast<const char*>(header.data()), header.size()) + std::string(data);
+}
+
+/// Writes `bytes` cut at `cuts`, pausing between pieces so the reader sees each piece on its own
+/// (a frame header split in two, an envelope arriving a few bytes at a time).
+Task<void> write_in_pieces(Transport& peer, const std::string& bytes, std::vector<std::size_t> cuts) {
+  std::size_t from = 0;
+  cuts.push_back(bytes.size());
+  for (const std::size_t to : cuts) {
+    co_await peer.write_all(asio::buffer(bytes.data() + from, to - from));
+    from = to;
+    co_await sleep_for(2ms);
+  }
+}
+
 class TtrpcTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -604,6 +637,103 @@ TEST_F(TtrpcTest, BidirectionalStreaming) {
     } catch (const Error& e) {
       EXPECT_EQ(e.code(), Errc::failed_precondition);
     }
+    server_.close();
+  }());
+  expect_no_leaks();
+}
+
+TEST_F(TtrpcTest, LargeRequestsInGoFieldOrderArrivingInPieces) {
+  auto [ours, theirs] = test::make_socket_pair();
+  server_.serve_connection(std::move(ours));
+  run(io_, [&]() -> Task<void> {
+    Transport peer(io_.get_executor(), std::move(theirs));
+    // Go puts the payload before timeout_nano and metadata, so the payload is not the end of the
+    // frame; the server keeps the whole frame and hands the handler a view into it.
+    for (std::uint32_t id : {1u, 3u}) {
+      const std::string payload(300 * 1024 + id, static_cast<char>('a' + id));
+      const std::string request = bytes_field(1, "test.Echo") + bytes_field(2, "Echo") + bytes_field(3, payload) +
+                                  "\x20" + varint(60'000'000'000) + bytes_field(5, bytes_field(1, "k") + bytes_field(2, "v"));
+      const std::string encoded = frame(id, MessageType::request, request);
+      const std::vector<std::size_t> cuts{4, 12, 15, 30, 70'000};
+      co_await write_in_pieces(peer, encoded, cuts);
+      const std::string response = co_await read_frame(peer);
+      detail::ResponseView view;
+      EXPECT_TRUE(detail::decode_response(std::string_view(response).substr(frame_header_size), view));
+      EXPECT_EQ(view.code, 0);
+      EXPECT_TRUE(view.payload == "echo:v:" + payload) << "stream " << id;
+    }
+    // Small frames after large ones still work (and let the connection drop its spare buffer).
+    for (std::uint32_t id : {5u, 7u}) {
+      const std::string small = request_frame(id, "test.Echo", "Echo", "s");
+      co_await peer.write_all(asio::buffer(small));
+      const std::string response = co_await read_frame(peer);
+      EXPECT_TRUE(response.ends_with("echo:s"));
+    }
+    server_.close();
+  }());
+  expect_no_leaks();
+}
+
+TEST_F(TtrpcTest, LargeResponsesInEveryLayout) {
+  auto [ours, theirs] = test::make_socket_pair();
+  run(io_, [&]() -> Task<void> {
+    Client client(io_.get_executor(), std::move(ours));
+    Transport peer(io_.get_executor(), std::move(theirs));
+    const std::string payload(400 * 1024, 'r');
+    const std::string long_message(100 * 1024, 'e');
+    struct Case {
+      std::string name;
+      std::string response;  ///< the Response message
+      std::vector<std::size_t> cuts;
+    };
+    const std::vector<Case> cases{
+        // What Go and we send: the payload ends the frame and is read into the caller's string.
+        {"payload only, header and envelope split", bytes_field(2, payload), {3, 11, 12, 13, 5000}},
+        {"status then payload", bytes_field(1, bytes({0x08, 0x00})) + bytes_field(2, payload), {}},
+        // Another field after the payload: read whole, then decoded.
+        {"payload not last", bytes_field(2, payload) + bytes_field(9, "x"), {20}},
+        // A status message larger than the read buffer before the payload: read whole.
+        {"huge status message", bytes_field(1, "\x08\x05" + bytes_field(2, long_message)), {}},
+    };
+    for (const Case& c : cases) {
+      std::optional<std::string> answer;
+      std::optional<Error> failure;
+      asio::co_spawn(io_, [&]() -> Task<void> {
+        try {
+          answer = co_await client.call("test.Echo", "Echo", "q", CallOptions::with_timeout(generous));
+        } catch (const Error& e) {
+          failure = e;
+        }
+      }, asio::detached);
+      const std::string request = co_await read_frame(peer);
+      const auto header = decode_header(std::span<const std::uint8_t, frame_header_size>(
+          reinterpret_cast<const std::uint8_t*>(request.data()), frame_header_size));
+      const std::string encoded = frame(header.stream_id, MessageType::response, c.response);
+      co_await write_in_pieces(peer, encoded, c.cuts);
+      while (!answer && !failure) co_await sleep_for(1ms);
+      if (c.name == "huge status message") {
+        EXPECT_TRUE(failure && failure->code() == Errc::not_found && failure->what() == long_message) << c.name;
+      } else {
+        EXPECT_TRUE(answer && *answer == payload) << c.name << ": " << (failure ? failure->what() : "");
+      }
+    }
+    EXPECT_EQ(client.pending_calls(), 0u);
+  }());
+  expect_no_leaks();
+}
+
+TEST_F(TtrpcTest, LargeStreamMessagesBothWays) {
+  server_.listen_unix(socket_path());
+  run(io_, [&]() -> Task<void> {
+    Client client = co_await Client::connect_unix(io_.get_executor(), socket_path());
+    ClientStream stream = co_await client.open_stream("test.Echo", "Chat", {true, true}, std::nullopt);
+    for (const std::size_t size : {200'000, 1 << 20, 70'000}) {
+      const std::string message(size, 'm');
+      co_await stream.send(message);
+      EXPECT_TRUE(co_await stream.recv() == "re:" + message) << size;
+    }
+    co_await stream.close_send();
+    EXPECT_EQ(co_await stream.recv(), "bye");
     server_.close();
   }());
   expect_no_leaks();

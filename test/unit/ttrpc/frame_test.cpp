@@ -126,5 +126,96 @@ TEST(TtrpcFrame, GarbageNeverReadsOutOfBounds) {
   }
 }
 
+// --- envelope decoding --------------------------------------------------------------------------
+
+TEST(TtrpcEnvelope, DecodesGoldenRequestAsViews) {
+  const std::string_view data = std::string_view(golden_request).substr(frame_header_size);
+  detail::RequestView request;
+  ASSERT_TRUE(detail::decode_request(data, request));
+  EXPECT_EQ(request.service, "feas.Echo");
+  EXPECT_EQ(request.method, "Echo");
+  EXPECT_EQ(request.payload, bytes({0x0a, 0x02}) + "AB");
+  EXPECT_EQ(request.timeout_nano, 0);
+  EXPECT_EQ(request.metadata, (Metadata{{"k", "v"}}));
+  // A view into the frame, not a copy.
+  EXPECT_GE(request.payload.data(), data.data());
+  EXPECT_LE(request.payload.data() + request.payload.size(), data.data() + data.size());
+}
+
+TEST(TtrpcEnvelope, DecodesFieldsInAnyOrderAndSkipsUnknownOnes) {
+  // Go's order (payload before timeout and metadata), an unknown varint field 9, an unknown
+  // fixed32 field 10, a repeated method (the last one wins) and a negative timeout.
+  const std::string data = bytes({0x0a, 0x01}) + "s" + bytes({0x12, 0x01}) + "x" + bytes({0x1a, 0x03}) + "pay" +
+                           bytes({0x48, 0x96, 0x01}) + bytes({0x55, 1, 2, 3, 4}) + bytes({0x12, 0x01}) + "m" +
+                           bytes({0x20, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01}) +
+                           bytes({0x2a, 0x00});
+  detail::RequestView request;
+  ASSERT_TRUE(detail::decode_request(data, request));
+  EXPECT_EQ(request.service, "s");
+  EXPECT_EQ(request.method, "m");
+  EXPECT_EQ(request.payload, "pay");
+  EXPECT_EQ(request.timeout_nano, -1);
+  EXPECT_EQ(request.metadata, (Metadata{{"", ""}}));
+}
+
+TEST(TtrpcEnvelope, RejectsMalformedEnvelopes) {
+  detail::RequestView request;
+  detail::ResponseView response;
+  for (const std::string& bad : {bytes({0x0a, 0x05}) + "abc",      // length past the end
+                                 bytes({0x00, 0x01}),              // field number 0
+                                 bytes({0x0f}),                    // wire type 7
+                                 bytes({0x20, 0x80}),              // truncated varint
+                                 bytes({0x0c}),                    // end group without a start
+                                 bytes({0x0b, 0x0a, 0x00})}) {     // group never closed
+    EXPECT_FALSE(detail::decode_request(bad, request)) << ::testing::PrintToString(bad);
+    EXPECT_FALSE(detail::decode_response(bad, response)) << ::testing::PrintToString(bad);
+  }
+  // A metadata entry whose key overruns the entry (a Response does not look inside field 5).
+  EXPECT_FALSE(detail::decode_request(bytes({0x2a, 0x02, 0x0a, 0x05}), request));
+  // An unknown group is skipped, as protobuf does.
+  EXPECT_TRUE(detail::decode_request(bytes({0x5b, 0x08, 0x01, 0x5c}) + bytes({0x12, 0x01}) + "m", request));
+  EXPECT_EQ(request.method, "m");
+}
+
+TEST(TtrpcEnvelope, DecodesGoldenResponses) {
+  detail::ResponseView response;
+  ASSERT_TRUE(detail::decode_response(std::string_view(golden_response).substr(frame_header_size), response));
+  EXPECT_EQ(response.code, 0);
+  EXPECT_EQ(response.payload, bytes({0x0a, 0x07}) + "echo:AB");
+  ASSERT_TRUE(detail::decode_response(std::string_view(golden_error).substr(frame_header_size), response));
+  EXPECT_EQ(response.code, 12);
+  EXPECT_EQ(response.message, "method Nope");
+  EXPECT_TRUE(response.payload.empty());
+}
+
+TEST(TtrpcEnvelope, FindsTheFinalPayloadOfAResponseFromItsFirstBytes) {
+  // Response{status{code 2, message "m"}, payload 200 bytes}: the payload starts after
+  // status (2 + 5 bytes), its tag and a 2-byte length.
+  const std::string payload(200, 'p');
+  const std::string message = bytes({0x0a, 0x05, 0x08, 0x02, 0x12, 0x01}) + "m" + bytes({0x12, 0xc8, 0x01}) + payload;
+  constexpr std::size_t offset = 10;
+  for (std::size_t n = 0; n < offset; ++n) {
+    EXPECT_EQ(detail::response_payload_offset(std::string_view(message).substr(0, n), message.size()), std::nullopt)
+        << n;
+  }
+  for (std::size_t n = offset; n < message.size(); n += 37) {
+    EXPECT_EQ(detail::response_payload_offset(std::string_view(message).substr(0, n), message.size()), offset) << n;
+  }
+  detail::ResponseView head;
+  ASSERT_TRUE(detail::decode_response(std::string_view(message).substr(0, offset), head, payload.size()));
+  EXPECT_TRUE(head.payload_is_tail);
+  EXPECT_EQ(head.code, 2);
+  EXPECT_EQ(head.message, "m");
+  // The head must end exactly where a tail of that size begins.
+  EXPECT_FALSE(detail::decode_response(std::string_view(message).substr(0, offset), head, payload.size() - 1));
+  EXPECT_FALSE(detail::decode_response(std::string_view(message).substr(0, offset - 1), head, payload.size()));
+  // A payload followed by another field cannot be split off; decoding the whole message works.
+  const std::string not_last = bytes({0x12, 0xc8, 0x01}) + payload + bytes({0x0a, 0x00});
+  EXPECT_EQ(detail::response_payload_offset(std::string_view(not_last).substr(0, 100), not_last.size()), std::nullopt);
+  // Malformed bytes: no split, the whole-message decode reports the error.
+  EXPECT_EQ(detail::response_payload_offset(bytes({0x0f, 0x00}), 1000), 0u);
+  EXPECT_EQ(detail::response_payload_offset(bytes({0x12, 0xff, 0x0f}), 1000), 0u);
+}
+
 }  // namespace
 }  // namespace kata::ttrpc
