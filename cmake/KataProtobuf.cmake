@@ -16,7 +16,10 @@
 #
 #   Imports always resolve against src/protocols/proto first, which carries lite builds of the
 #   google/protobuf well-known types (see google/protobuf/any.proto there). All generated code
-#   uses the lite runtime: link protobuf::libprotobuf-lite, never protobuf::libprotobuf.
+#   uses the lite runtime, linked by plain library name (protobuf-lite), never libprotobuf: a
+#   host link takes libprotobuf-lite.so, a -static one (the guest agent, KATA_STATIC) takes
+#   Debian's libprotobuf-lite.a, which the imported target protobuf::libprotobuf-lite (a full
+#   path to the .so) would not allow.
 
 set(KATA_PROTO_ROOT "${PROJECT_SOURCE_DIR}/src/protocols/proto")
 
@@ -50,7 +53,7 @@ function(kata_protobuf_generate)
   endif()
 
   target_include_directories(${ARG_TARGET} SYSTEM PUBLIC "${out_dir}")
-  target_link_libraries(${ARG_TARGET} PUBLIC protobuf::libprotobuf-lite)
+  target_link_libraries(${ARG_TARGET} PUBLIC protobuf-lite Threads::Threads)
 
   foreach(proto IN LISTS ARG_PROTOS)
     set(source "${ARG_ROOT}/${proto}")
