@@ -167,6 +167,28 @@ case_bad_input() {
   lab_assert_gone badqemu || fail "failed QEMU start left something behind"
 }
 
+# shim-ctl: the same runtime driven from an OCI bundle without containerd.
+case_shim_ctl() {
+  local bundle=$LAB/work/ctl-bundle out code
+  mkdir -p "$bundle/rootfs/bin" "$bundle/rootfs/proc" "$bundle/rootfs/dev"
+  cp /bin/busybox "$bundle/rootfs/bin/busybox"
+  ln -s busybox "$bundle/rootfs/bin/sh"
+  cat >"$bundle/config.json" <<'JSON'
+{"ociVersion": "1.0.2",
+ "process": {"args": ["/bin/sh", "-c", "echo ctl-ok; /bin/busybox uname -r; exit 4"], "cwd": "/", "env": ["PATH=/bin"],
+             "user": {"uid": 0, "gid": 0}},
+ "root": {"path": "rootfs"},
+ "hostname": "ctl",
+ "mounts": [{"destination": "/proc", "type": "proc", "source": "proc"}],
+ "linux": {"namespaces": [{"type": "mount"}, {"type": "pid"}, {"type": "ipc"}, {"type": "uts"}]}}
+JSON
+  out=$(timeout -k 5 180 "${LAB_SHIM_CTL:?LAB_SHIM_CTL}" --bundle "$bundle" --id ctl-sandbox --config "$LAB/kata/configuration.toml")
+  code=$?
+  expect_eq "$code" 4 "shim-ctl's exit status (the container's)"
+  expect_eq "$out" "ctl-ok"$'\n'"$(lab_guest_kernel_release)" "shim-ctl output"
+  lab_assert_gone ctl-sandbox || fail "shim-ctl left its sandbox behind"
+}
+
 # A pod of two containers through containerd's CRI plugin (cri/cri_pod_test.py): one shim and
 # one VM for the pod.
 case_cri_pod() {
