@@ -9,7 +9,10 @@
 #include <sstream>
 #include <thread>
 
+#include <boost/asio/thread_pool.hpp>
+
 #include "kata/agent_guest/agent_options.hpp"
+#include "kata/agent_guest/agent_service.hpp"
 #include "kata/agent_guest/cgroup.hpp"
 #include "kata/agent_guest/container_process.hpp"
 #include "kata/agent_guest/log.hpp"
@@ -19,6 +22,7 @@
 #include "kata/agent_guest/virtio_port.hpp"
 #include "kata/agent_guest/vsock.hpp"
 #include "kata/core/error.hpp"
+#include "kata/ttrpc/server.hpp"
 
 namespace {
 
@@ -26,6 +30,10 @@ using namespace std::chrono_literals;
 namespace ag = kata::agent_guest;
 
 constexpr auto channel_appear_timeout = 10s;
+// Handlers that block (spawn, start, mounts, freeze, CPU onlining) run here, never on the
+// executor; two cores' worth of concurrent blocking calls is more than a pod makes.
+constexpr std::size_t blocking_threads = 4;
+constexpr auto host_poll_interval = 20ms;
 
 std::string read_file(const char* path) {
   std::ifstream in(path);
@@ -116,14 +124,51 @@ std::string smoke_containers() {
   return report;
 }
 
-// Follows the host's connections on the channel: the host may attach late, detach and come back.
-[[noreturn]] void supervise_channel(const ag::VirtioPort& port) {
+// Serves the host on the channel, one session at a time: the host may attach late, detach and
+// come back (host-lab §3a). While nobody is connected a read gives EOF at once, so a session
+// starts only when poll() stops reporting POLLHUP; it ends when the server saw EOF and closed
+// its duplicate of the port. The agent never exits because the host went away.
+kata::Task<void> serve_channel(kata::ttrpc::Server& server, const ag::VirtioPort& port) {
+  kata::asio::steady_timer timer(co_await kata::asio::this_coro::executor);
   for (;;) {
-    port.wait_for_host(-1ms);
+    while (!port.host_connected()) {
+      timer.expires_after(host_poll_interval);
+      co_await timer.async_wait(kata::asio::use_awaitable);
+    }
+    kata::UniqueFd session(::fcntl(port.fd(), F_DUPFD_CLOEXEC, 0));
+    if (!session) kata::fail_errno(errno, "duplicate {}", port.device().string());
+    server.serve_connection(std::move(session));
     ag::log(ag::LogLevel::info, "host connected on {}", port.device().string());
-    while (port.host_connected()) std::this_thread::sleep_for(100ms);
+    while (server.connection_count() > 0) {
+      timer.expires_after(host_poll_interval);
+      co_await timer.async_wait(kata::asio::use_awaitable);
+    }
     ag::log(ag::LogLevel::info, "host disconnected from {}", port.device().string());
   }
+}
+
+[[noreturn]] void serve(const ag::VirtioPort& port, std::optional<kata::UniqueFd> vsock, bool is_init) {
+  kata::asio::io_context io;
+  kata::asio::thread_pool blocking(blocking_threads);
+  ag::AgentServiceOptions options;
+  options.init_daemon = is_init;
+  const ag::AgentServices services = ag::make_agent_services(io.get_executor(), blocking, options);
+  // Two servers, so the channel's session count is the channel's alone.
+  kata::ttrpc::Server channel_server(io.get_executor());
+  ag::register_agent_services(channel_server, services);
+  std::optional<kata::ttrpc::Server> vsock_server;
+  if (vsock) {
+    vsock_server.emplace(io.get_executor());
+    ag::register_agent_services(*vsock_server, services);
+    vsock_server->serve_listener(std::move(*vsock));
+  }
+  std::exception_ptr failure;
+  kata::asio::co_spawn(io, serve_channel(channel_server, port), [&](std::exception_ptr error) {
+    failure = error;
+    io.stop();
+  });
+  io.run();
+  std::rethrow_exception(failure);
 }
 
 int run() {
@@ -148,7 +193,7 @@ int run() {
   const auto channel = ag::wait_for_virtio_port(options.channel_name, channel_appear_timeout);
   open_log_port(options);
   const ag::VirtioPort port = ag::VirtioPort::open(channel);
-  const auto vsock = ag::listen_vsock(options.vsock_port);
+  auto vsock = ag::listen_vsock(options.vsock_port);
   ag::log(ag::LogLevel::info, "channel {} on {}; vsock port {} {}", options.channel_name, channel.string(),
           options.vsock_port, vsock ? "listening" : "unavailable");
 
@@ -164,7 +209,7 @@ int run() {
     if (is_init) ag::power_off();
     return modules.failed.empty() ? 0 : 1;
   }
-  supervise_channel(port);
+  serve(port, std::move(vsock), is_init);
 }
 
 }  // namespace
