@@ -55,6 +55,15 @@ class ReadBuffer {
   std::size_t end_ = 0;
 };
 
+/// A large frame being read straight into `body` (outside ConnectionBase: clang does not let a
+/// nested class with member initializers be default-constructed inside its enclosing class).
+struct LargeFrame {
+  FrameHeader header;
+  std::string prefix;
+  std::string body;
+  std::size_t filled = 0;
+};
+
 class ConnectionBase : public std::enable_shared_from_this<ConnectionBase> {
  public:
   explicit ConnectionBase(Transport transport);
@@ -114,14 +123,6 @@ class ConnectionBase : public std::enable_shared_from_this<ConnectionBase> {
   /// be read before the frame's data can be split.
   bool begin_large_frame(const FrameHeader& header);
   std::string take_large_buffer(std::size_t size);
-
-  /// The large frame being read straight into `body`.
-  struct LargeFrame {
-    FrameHeader header;
-    std::string prefix;
-    std::string body;
-    std::size_t filled = 0;
-  };
 
   Executor executor_;
   ReadBuffer read_buffer_;

@@ -1,6 +1,10 @@
-// Fuzzes the frame decoder and the envelope encoder.
+// Fuzzes the frame decoder, the envelope decoders and the envelope encoder.
 //
 // Invariants checked on every input:
+//   - our envelope decoders (wire.cpp) accept exactly what protobuf's generated parser accepts,
+//     and find the same field values;
+//   - when response_payload_offset splits a Response off its first bytes, decoding the head with
+//     the payload as a tail gives what decoding the whole message gives;
 //   - decode_frame never reads past its input and consumes exactly header + length;
 //   - splitting the input at any point yields the same frames (what a connection reader sees
 //     when the kernel hands out partial reads);
@@ -15,6 +19,7 @@
 
 #include "kata/ttrpc/frame.hpp"
 #include "ttrpc/wire.hpp"
+#include "ttrpc_wire.pb.h"
 
 namespace {
 
@@ -32,6 +37,47 @@ std::vector<std::pair<kata::ttrpc::FrameHeader, std::string>> frames_of(std::spa
     input = input.subspan(frame.consumed);
   }
   return frames;
+}
+
+void check_request_decoder(std::string_view bytes) {
+  kata::ttrpc::detail::RequestView ours;
+  kata::ttrpc::wire::Request theirs;
+  const bool ours_valid = kata::ttrpc::detail::decode_request(bytes, ours);
+  if (ours_valid != theirs.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) std::abort();
+  if (!ours_valid) return;
+  if (ours.service != theirs.service() || ours.method != theirs.method() || ours.payload != theirs.payload() ||
+      ours.timeout_nano != theirs.timeout_nano() ||
+      ours.metadata.size() != static_cast<std::size_t>(theirs.metadata_size())) {
+    std::abort();
+  }
+  for (std::size_t i = 0; i < ours.metadata.size(); ++i) {
+    const auto& kv = theirs.metadata(static_cast<int>(i));
+    if (ours.metadata[i].key != kv.key() || ours.metadata[i].value != kv.value()) std::abort();
+  }
+}
+
+void check_response_decoder(std::string_view bytes, std::size_t arrived) {
+  kata::ttrpc::detail::ResponseView ours;
+  kata::ttrpc::wire::Response theirs;
+  const bool ours_valid = kata::ttrpc::detail::decode_response(bytes, ours);
+  if (ours_valid != theirs.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) std::abort();
+  if (ours_valid && (ours.code != theirs.status().code() || ours.message != theirs.status().message() ||
+                     ours.payload != theirs.payload())) {
+    std::abort();
+  }
+  // What a client reading a large Response does once `arrived` bytes are in.
+  const auto offset = kata::ttrpc::detail::response_payload_offset(bytes.substr(0, arrived), bytes.size());
+  if (!offset || *offset == 0) return;
+  if (*offset > arrived) std::abort();
+  // The split only looks at the top level (a malformed status is found when the head is decoded).
+  kata::ttrpc::detail::ResponseView head;
+  const bool head_valid =
+      kata::ttrpc::detail::decode_response(bytes.substr(0, *offset), head, bytes.size() - *offset);
+  if (head_valid != ours_valid) std::abort();
+  if (head_valid && (!head.payload_is_tail || head.code != ours.code || head.message != ours.message ||
+                     bytes.substr(*offset) != ours.payload)) {
+    std::abort();
+  }
 }
 
 }  // namespace
@@ -53,6 +99,10 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     partial.insert(partial.end(), rest.begin(), rest.end());
     if (partial != whole) std::abort();
   }
+
+  const std::string_view bytes(reinterpret_cast<const char*>(data), size);
+  check_request_decoder(bytes);
+  check_response_decoder(bytes, size > 0 ? data[size - 1] % (size + 1) : 0);
 
   // Encoding arbitrary field contents always yields a well-formed frame.
   const std::string text(reinterpret_cast<const char*>(data), size);
