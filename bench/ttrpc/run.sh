@@ -53,10 +53,13 @@ row() {  # <label> <server pid> <client output>
 }
 
 start_server "$work/echo.sock" "$bench" echo-server "$work/echo.sock"; echo_pid=$last_server
+# The floor again with the send buffer kata::ttrpc asks for on unix sockets (src/ttrpc/transport.cpp).
+sndbuf=$((2 * 1024 * 1024))
+start_server "$work/echo-buf.sock" "$bench" echo-server "$work/echo-buf.sock" "$sndbuf"; echo_buf_pid=$last_server
 start_server "$work/cpp.sock" "$bench" server "$work/cpp.sock"; cpp_pid=$last_server
 start_server "$work/go.sock" "$work/ttrpcbench-go" server "$work/go.sock"; go_pid=$last_server
-# The same C++ server with glibc told to keep freed memory: under a VM, faulting fresh pages for
-# every 1 MiB message costs more than the copies (see docs/performance.md).
+# The same C++ server with glibc told to keep freed memory: under a VM, faulting fresh pages costs
+# more than copying, so this row shows whether the library still asks for fresh memory per call.
 keep="glibc.malloc.trim_threshold=67108864:glibc.malloc.mmap_threshold=33554432"
 start_server "$work/keep.sock" env GLIBC_TUNABLES=$keep "$bench" server "$work/keep.sock"; keep_pid=$last_server
 
@@ -66,6 +69,7 @@ row "Go ttrpc 64 B x1" "$go_pid" "$("$work/ttrpcbench-go" client "$work/go.sock"
 row "C++ ttrpc 64 B x64" "$cpp_pid" "$("$bench" client "$work/cpp.sock" 64 64 "$parallel")"
 row "Go ttrpc 64 B x64" "$go_pid" "$("$work/ttrpcbench-go" client "$work/go.sock" 64 64 "$parallel")"
 row "floor 1 MiB x1" "$echo_pid" "$("$bench" echo-client "$work/echo.sock" 1048576 "$large")"
+row "floor 1 MiB x1 2M sndbuf" "$echo_buf_pid" "$("$bench" echo-client "$work/echo-buf.sock" 1048576 "$large" "$sndbuf")"
 row "C++ ttrpc 1 MiB x1" "$cpp_pid" "$("$bench" client "$work/cpp.sock" 1048576 1 "$large")"
 row "C++ 1 MiB x1 malloc-keep" "$keep_pid" "$(GLIBC_TUNABLES=$keep "$bench" client "$work/keep.sock" 1048576 1 "$large")"
 row "Go ttrpc 1 MiB x1" "$go_pid" "$("$work/ttrpcbench-go" client "$work/go.sock" 1048576 1 "$large")"

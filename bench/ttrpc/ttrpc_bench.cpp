@@ -3,11 +3,13 @@
 //
 //   ttrpc_bench server <socket>                          C++ ttRPC echo server (until SIGTERM)
 //   ttrpc_bench client <socket> <bytes> <callers> <calls> C++ ttRPC client
-//   ttrpc_bench echo-server <socket>                     plain socket echo, blocking (the floor)
-//   ttrpc_bench echo-client <socket> <bytes> <calls>     plain socket client, one in flight
+//   ttrpc_bench echo-server <socket> [sndbuf]            plain socket echo, blocking (the floor)
+//   ttrpc_bench echo-client <socket> <bytes> <calls> [sndbuf]  plain socket client, one in flight
 //
 // The echo pair is the floor: one write and one read per side per round trip with blocking
-// system calls and no framing beyond a 4-byte length, so it is what the kernel costs.
+// system calls and no framing beyond a 4-byte length, so it is what the kernel costs. With
+// `sndbuf` both ends ask for that SO_SNDBUF, as kata::ttrpc does for its unix sockets, so the
+// floor can also be measured with the same socket buffers.
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -112,6 +114,12 @@ int unix_socket() {
   return fd;
 }
 
+void set_send_buffer(int fd, int bytes) {
+  if (bytes > 0 && ::setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &bytes, sizeof(bytes)) != 0) {
+    kata::fail_errno(errno, "setsockopt SO_SNDBUF");
+  }
+}
+
 sockaddr_un address_of(const std::string& path) {
   sockaddr_un address{};
   address.sun_family = AF_UNIX;
@@ -139,7 +147,7 @@ bool write_all(int fd, const char* data, std::size_t size) {
   return true;
 }
 
-int run_echo_server(const std::string& path) {
+int run_echo_server(const std::string& path, int sndbuf) {
   ::unlink(path.c_str());
   const int listener = unix_socket();
   const sockaddr_un address = address_of(path);
@@ -148,6 +156,7 @@ int run_echo_server(const std::string& path) {
   for (;;) {
     const int connection = ::accept4(listener, nullptr, nullptr, SOCK_CLOEXEC);
     if (connection < 0) continue;
+    set_send_buffer(connection, sndbuf);
     std::thread([connection] {
       std::vector<char> buffer;
       std::uint32_t length = 0;
@@ -162,8 +171,9 @@ int run_echo_server(const std::string& path) {
   }
 }
 
-int run_echo_client(const std::string& path, std::size_t bytes, int calls) {
+int run_echo_client(const std::string& path, std::size_t bytes, int calls, int sndbuf) {
   const int fd = unix_socket();
+  set_send_buffer(fd, sndbuf);
   const sockaddr_un address = address_of(path);
   if (::connect(fd, reinterpret_cast<const sockaddr*>(&address), sizeof(address)) != 0) kata::fail_errno(errno, "connect");
   std::string message(sizeof(std::uint32_t) + bytes, 'p');
@@ -198,8 +208,12 @@ int main(int argc, char** argv) {
     if (args.size() == 5 && args[0] == "client") {
       return run_client(args[1], std::stoul(args[2]), std::stoi(args[3]), std::stoi(args[4]));
     }
-    if (args.size() == 2 && args[0] == "echo-server") return run_echo_server(args[1]);
-    if (args.size() == 4 && args[0] == "echo-client") return run_echo_client(args[1], std::stoul(args[2]), std::stoi(args[3]));
+    if ((args.size() == 2 || args.size() == 3) && args[0] == "echo-server") {
+      return run_echo_server(args[1], args.size() == 3 ? std::stoi(args[2]) : 0);
+    }
+    if ((args.size() == 4 || args.size() == 5) && args[0] == "echo-client") {
+      return run_echo_client(args[1], std::stoul(args[2]), std::stoi(args[3]), args.size() == 5 ? std::stoi(args[4]) : 0);
+    }
     std::fprintf(stderr, "usage: see the comment at the top of bench/ttrpc/ttrpc_bench.cpp\n");
     return 2;
   } catch (const std::exception& e) {
