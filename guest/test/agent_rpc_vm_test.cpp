@@ -201,16 +201,16 @@ class AgentRpcVmTest : public ::testing::Test {
 
   // Reads a stream until the agent reports its end.
   static std::string read_all(const std::string& container, const std::string& exec, bool stderr_stream = false) {
-    return run([](std::string container, std::string exec, bool stderr_stream) -> Task<std::string> {
+    return run([](std::string container_id, std::string exec_id, bool from_stderr) -> Task<std::string> {
       grpc::ReadStreamRequest request;
-      request.set_container_id(container);
-      request.set_exec_id(exec);
+      request.set_container_id(container_id);
+      request.set_exec_id(exec_id);
       request.set_len(4096);
       std::string all;
       for (;;) {
         grpc::ReadStreamResponse chunk;
         try {
-          if (stderr_stream) {
+          if (from_stderr) {
             chunk = co_await agent_->read_stderr(request);
           } else {
             chunk = co_await agent_->read_stdout(request);
@@ -325,13 +325,23 @@ TEST_F(AgentRpcVmTest, ExecSignalsAndLongPollsRunConcurrently) {
   const oci::Spec probe = container_spec({"sh", "-c", "echo $(hostname) pid1=$(cat /proc/1/comm); exit 7"});
   *exec.mutable_process() = to_agent_process(*probe.process);
   run(agent_->exec_process(exec));
+  // The same exec id again is a duplicate while the first one is known.
+  EXPECT_EQ(error_of(agent_->exec_process(exec)).first, Errc::already_exists);
   EXPECT_EQ(read_all("sleeper", "probe"), "vmtest pid1=sleep\n");
+  EXPECT_EQ(read_all("sleeper", "probe", true), "");
   EXPECT_EQ(wait("sleeper", "probe"), 7);
   EXPECT_EQ(run(agent_->check()).status(), grpc::HealthCheckResponse::SERVING);
   EXPECT_FALSE(init_status->has_value());
 
-  // The same exec id again is a duplicate.
-  EXPECT_EQ(error_of(agent_->exec_process(exec)).first, Errc::already_exists);
+  // Waited for and read to the end, the exec is forgotten: its id is free again, so execs do
+  // not pile up in a long-lived container.
+  grpc::WaitProcessRequest forgotten;
+  forgotten.set_container_id("sleeper");
+  forgotten.set_exec_id("probe");
+  EXPECT_EQ(error_of(agent_->wait_process(forgotten)).first, Errc::not_found);
+  run(agent_->exec_process(exec));
+  EXPECT_EQ(read_all("sleeper", "probe"), "vmtest pid1=sleep\n");
+  EXPECT_EQ(wait("sleeper", "probe"), 7);
 
   signal("sleeper", "", SIGKILL);
   EXPECT_EQ(wait("sleeper"), 128 + SIGKILL);

@@ -63,6 +63,7 @@ struct Process {
   std::shared_ptr<Stream> output;
   std::shared_ptr<Stream> error;
   bool terminal = false;
+  bool waited = false;  ///< a WaitProcess has returned its exit
   std::optional<ExitStatus> exit;
   AsyncEvent exited;
 };
@@ -413,6 +414,8 @@ class AgentServiceImpl final : public grpc::AgentService, public std::enable_sha
                                                const ttrpc::CallContext&) override {
     const ProcessPtr process = find_process(request.container_id(), request.exec_id());
     co_await process->exited.wait();
+    process->waited = true;
+    forget_if_done(process);
     grpc::WaitProcessResponse response;
     response.set_status(process->exit->as_exit_code());
     co_return response;
@@ -709,6 +712,21 @@ class AgentServiceImpl final : public grpc::AgentService, public std::enable_sha
     return it->second;
   }
 
+  // An exec is dropped from its container once the host has its exit and has read its output
+  // to the end, so a long-lived container does not collect one entry (and its descriptors) per
+  // exec. The init stays until RemoveContainer.
+  void forget_if_done(const ProcessPtr& process) {
+    if (process->exec_id.empty() || !process->waited) return;
+    for (const auto* stream : {&process->output, &process->error}) {
+      if (*stream && (*stream)->is_open()) return;
+    }
+    close_stream(process->input);
+    const auto container = containers_.find(process->container_id);
+    if (container == containers_.end()) return;
+    const auto exec = container->second->execs.find(process->exec_id);
+    if (exec != container->second->execs.end() && exec->second == process) container->second->execs.erase(exec);
+  }
+
   ProcessPtr adopt_process(const std::string& container_id, const std::string& exec_id, ContainerProcess spawned) {
     auto process = std::make_shared<Process>(executor_, container_id, exec_id);
     process->process = std::move(spawned);
@@ -744,7 +762,11 @@ class AgentServiceImpl final : public grpc::AgentService, public std::enable_sha
         co_await stream->async_read_some(asio::buffer(data), asio::redirect_error(asio::use_awaitable, error));
     // EOF for a pipe, EIO for a pty whose last slave descriptor closed: the stream is over, as
     // upstream's agent reports it, with an error.
-    if (error) fail(Errc::out_of_range, "{} of {}: end of stream", what, process->name());
+    if (error) {
+      close_stream(stream);
+      forget_if_done(process);
+      fail(Errc::out_of_range, "{} of {}: end of stream", what, process->name());
+    }
     data.resize(got);
     grpc::ReadStreamResponse response;
     response.set_data(std::move(data));
