@@ -75,7 +75,7 @@ std::filesystem::path image_dir() {
 void make_busybox_rootfs(const std::filesystem::path& root) {
   for (const char* dir : {"bin", "proc", "dev", "sys", "tmp", "etc"}) std::filesystem::create_directories(root / dir);
   std::filesystem::copy_file("/bin/busybox", root / "bin/busybox");
-  for (const char* applet : {"sh", "echo", "cat", "sleep", "head", "tr", "hostname", "id", "true", "ls", "nproc"}) {
+  for (const char* applet : {"sh", "echo", "cat", "sleep", "head", "tr", "hostname", "id", "true", "ls", "stty"}) {
     std::filesystem::create_symlink("busybox", root / "bin" / applet);
   }
 }
@@ -93,9 +93,17 @@ oci::Spec container_spec(const std::vector<std::string>& args, const std::string
        {{{"destination", "/proc"}, {"type", "proc"}, {"source", "proc"}, {"options", {"nosuid", "noexec", "nodev"}}},
         {{"destination", "/dev"}, {"type", "tmpfs"}, {"source", "tmpfs"}, {"options", {"nosuid", "mode=755"}}},
         {{"destination", "/sys"}, {"type", "sysfs"}, {"source", "sysfs"}, {"options", {"nosuid", "noexec", "ro"}}},
-        {{"destination", "/tmp"}, {"type", "tmpfs"}, {"source", "tmpfs"}, {"options", {"nosuid"}}}}},
+        {{"destination", "/tmp"}, {"type", "tmpfs"}, {"source", "tmpfs"}, {"options", {"nosuid"}}},
+        // What containerd's default spec adds, with /dev/shm bound to the sandbox's shm storage.
+        {{"destination", "/dev/pts"}, {"type", "devpts"}, {"source", "devpts"},
+         {"options", {"nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"}}},
+        {{"destination", "/dev/shm"}, {"type", "bind"}, {"source", "/run/kata-containers/sandbox/shm"},
+         {"options", {"rbind"}}},
+        {{"destination", "/dev/mqueue"}, {"type", "mqueue"}, {"source", "mqueue"}, {"options", {"nosuid", "noexec", "nodev"}}},
+        {{"destination", "/sys/fs/cgroup"}, {"type", "cgroup"}, {"source", "cgroup"},
+         {"options", {"nosuid", "noexec", "nodev", "relatime", "ro"}}}}},
       {"linux",
-       {{"namespaces", {{{"type", "mount"}}, {{"type", "uts"}}, {{"type", "ipc"}}}},
+       {{"namespaces", {{{"type", "mount"}}, {{"type", "uts"}}, {{"type", "ipc"}}, {{"type", "cgroup"}}}},
         {"maskedPaths", {"/proc/kcore"}}}},
   };
   document["linux"].update(oci::Json::parse(extra_linux));
@@ -292,6 +300,32 @@ TEST_F(AgentRpcVmTest, EchoContainerOutputAndExitCode) {
             }()))
                 .first,
             Errc::not_found);
+}
+
+TEST_F(AgentRpcVmTest, ContainerSeesItsOwnCgroupAndMounts) {
+  create_and_start("views", container_spec({"sh", "-c",
+                                            "cat /proc/self/cgroup; ls /sys/fs/cgroup/memory.max; "
+                                            "touch /dev/shm/x && echo shm-ok; ls -d /dev/pts /dev/mqueue"}));
+  EXPECT_EQ(read_all("views", ""), "0::/\n/sys/fs/cgroup/memory.max\nshm-ok\n/dev/pts\n/dev/mqueue\n");
+  EXPECT_EQ(wait("views"), 0);
+  remove("views");
+}
+
+TEST_F(AgentRpcVmTest, TerminalAndResize) {
+  oci::Spec spec = container_spec({"sh", "-c", "stty size; echo done"});
+  spec.process->terminal = true;
+  run(agent_->create_container(create_request("tty", spec)));
+  grpc::TtyWinResizeRequest resize;
+  resize.set_container_id("tty");
+  resize.set_row(40);
+  resize.set_column(100);
+  run(agent_->tty_win_resize(resize));
+  grpc::StartContainerRequest start;
+  start.set_container_id("tty");
+  run(agent_->start_container(start));
+  EXPECT_EQ(read_all("tty", ""), "40 100\r\ndone\r\n");
+  EXPECT_EQ(wait("tty"), 0);
+  remove("tty");
 }
 
 TEST_F(AgentRpcVmTest, StdinRoundTrip) {

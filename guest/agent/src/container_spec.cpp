@@ -142,6 +142,13 @@ SpawnRequest container_spawn_request(const oci::Spec& spec, const std::filesyste
     if (!mount.destination.starts_with('/')) {
       fail(Errc::invalid_argument, "mounts: destination '{}' is not absolute", mount.destination);
     }
+    if (mount.type == "cgroup") {
+      // containerd asks for "cgroup" whatever the hierarchy; the guest has only the unified one,
+      // where a v1 mount would fail, so it becomes cgroup2 (runc does the same on v2 hosts). In
+      // the container's own cgroup namespace it shows the container's subtree.
+      rootfs.mounts.push_back({mount.destination, "cgroup2", "cgroup2", mount.options});
+      continue;
+    }
     rootfs.mounts.push_back({mount.destination, mount.type, mount.source, mount.options});
   }
   rootfs.devices.assign(std::begin(default_container_devices), std::end(default_container_devices));

@@ -66,6 +66,18 @@ TEST(ContainerSpec, TranslatesAContainerInit) {
             request.rootfs->devices.end());
 }
 
+TEST(ContainerSpec, CgroupMountsBecomeCgroup2) {
+  const testing::TempDir dir("container-spec");
+  oci::Spec spec = spec_with_root(dir.path());
+  spec.mounts.push_back({.destination = "/sys/fs/cgroup", .type = "cgroup", .source = "cgroup",
+                         .options = {"nosuid", "noexec", "nodev", "relatime", "ro"}});
+  const SpawnRequest request = container_spawn_request(spec, "/sys/fs/cgroup/kata/c1");
+  ASSERT_EQ(request.rootfs->mounts.size(), 2u);
+  EXPECT_EQ(request.rootfs->mounts[1].type, "cgroup2");
+  EXPECT_EQ(request.rootfs->mounts[1].source, "cgroup2");
+  EXPECT_EQ(request.rootfs->mounts[1].options.back(), "ro");
+}
+
 TEST(ContainerSpec, CgroupLimitsTreatZeroAsUnset) {
   const testing::TempDir dir("container-spec");
   const oci::Spec spec = spec_with_root(dir.path());
