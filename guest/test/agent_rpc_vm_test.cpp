@@ -306,7 +306,7 @@ TEST_F(AgentRpcVmTest, ContainerSeesItsOwnCgroupAndMounts) {
   create_and_start("views", container_spec({"sh", "-c",
                                             "cat /proc/self/cgroup; ls /sys/fs/cgroup/memory.max; "
                                             "touch /dev/shm/x && echo shm-ok; ls -d /dev/pts /dev/mqueue"}));
-  EXPECT_EQ(read_all("views", ""), "0::/\n/sys/fs/cgroup/memory.max\nshm-ok\n/dev/pts\n/dev/mqueue\n");
+  EXPECT_EQ(read_all("views", ""), "0::/\n/sys/fs/cgroup/memory.max\nshm-ok\n/dev/mqueue\n/dev/pts\n");
   EXPECT_EQ(wait("views"), 0);
   remove("views");
 }

@@ -330,7 +330,8 @@ class AgentServiceImpl final : public grpc::AgentService, public std::enable_sha
     std::optional<ContainerProcess> init;
     co_await blocking([&] {
       with_context([&] { return fmt::format("create container {}", id); }, [&] {
-        // Declared in dependency order, so a failure unwinds process, then cgroup, then mounts.
+        // On a failure the container's members unwind the rest: a spawned process goes before
+        // the cgroup it ran in and the mounts it used.
         for (const auto& storage : request.storages()) container->storages.push_back(mount_storage(storage));
         const SpawnRequest spawn = container_spawn_request(spec, options_.cgroup_root / "kata" / id);
         container->cgroup = Cgroup::create(options_.cgroup_root, "kata/" + id);
