@@ -98,9 +98,11 @@ class TtrpcTest : public ::testing::Test {
       ++hanging_;
       asio::steady_timer gate(co_await asio::this_coro::executor, Clock::time_point::max());
       gates_.push_back(&gate);
+      hanging_contexts_.push_back(&context);
       boost::system::error_code ignored;
       co_await gate.async_wait(asio::redirect_error(asio::use_awaitable_t<Executor>{}, ignored));
       std::erase(gates_, &gate);
+      std::erase(hanging_contexts_, &context);
       --hanging_;
       if (context.cancelled()) ++saw_cancelled_;
       co_return "late";
@@ -142,6 +144,7 @@ class TtrpcTest : public ::testing::Test {
   test::TempDir dir_;
   Server server_{io_.get_executor()};
   std::vector<asio::steady_timer*> gates_;
+  std::vector<const CallContext*> hanging_contexts_;  ///< of the Hang calls waiting at their gate
   int hanging_ = 0;
   int saw_cancelled_ = 0;
   std::size_t baseline_server_ = 0;
@@ -293,8 +296,10 @@ TEST_F(TtrpcTest, ClientDeadlineFreesTheStreamAndDropsTheLateAnswer) {
       EXPECT_EQ(e.code(), Errc::deadline_exceeded);
     }
     EXPECT_EQ(client.pending_calls(), 0u);
-    // The server-side deadline (timeout_nano) fired too and marked the handler cancelled.
+    // The server-side deadline (timeout_nano) fires too and marks the handler cancelled. It runs
+    // out a little after the client's (it started when the request arrived), so wait for it.
     while (hanging_ == 0) co_await sleep_for(1ms);
+    while (!hanging_contexts_.front()->cancelled()) co_await sleep_for(1ms);
     release_hanging();
     while (hanging_ > 0) co_await sleep_for(1ms);
     EXPECT_EQ(co_await client.call("test.Echo", "Echo", "after"), "echo:after");

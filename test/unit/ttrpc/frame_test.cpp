@@ -173,7 +173,8 @@ TEST(TtrpcEnvelope, RejectsMalformedEnvelopes) {
   // A metadata entry whose key overruns the entry (a Response does not look inside field 5).
   EXPECT_FALSE(detail::decode_request(bytes({0x2a, 0x02, 0x0a, 0x05}), request));
   // An unknown group is skipped, as protobuf does.
-  EXPECT_TRUE(detail::decode_request(bytes({0x5b, 0x08, 0x01, 0x5c}) + bytes({0x12, 0x01}) + "m", request));
+  const std::string with_group = bytes({0x5b, 0x08, 0x01, 0x5c}) + bytes({0x12, 0x01}) + "m";
+  EXPECT_TRUE(detail::decode_request(with_group, request));
   EXPECT_EQ(request.method, "m");
 }
 
