@@ -13,6 +13,7 @@
 
 #include "kata/agent_guest/agent_options.hpp"
 #include "kata/agent_guest/agent_service.hpp"
+#include "kata/agent_guest/channel_sessions.hpp"
 #include "kata/agent_guest/cgroup.hpp"
 #include "kata/agent_guest/container_process.hpp"
 #include "kata/agent_guest/log.hpp"
@@ -33,7 +34,6 @@ constexpr auto channel_appear_timeout = 10s;
 // Handlers that block (spawn, start, mounts, freeze, CPU onlining) run here, never on the
 // executor; two cores' worth of concurrent blocking calls is more than a pod makes.
 constexpr std::size_t blocking_threads = 4;
-constexpr auto host_poll_interval = 20ms;
 
 std::string read_file(const char* path) {
   std::ifstream in(path);
@@ -124,36 +124,12 @@ std::string smoke_containers() {
   return report;
 }
 
-// Serves the host on the channel, one session at a time: the host may attach late, detach and
-// come back (host-lab §3a). While nobody is connected a read gives EOF at once, so a session
-// starts only when poll() stops reporting POLLHUP; it ends when the server saw EOF and closed
-// its duplicate of the port. The agent never exits because the host went away.
-kata::Task<void> serve_channel(kata::ttrpc::Server& server, const ag::VirtioPort& port) {
-  kata::asio::steady_timer timer(co_await kata::asio::this_coro::executor);
-  for (;;) {
-    while (!port.host_connected()) {
-      timer.expires_after(host_poll_interval);
-      co_await timer.async_wait(kata::asio::use_awaitable);
-    }
-    kata::UniqueFd session(::fcntl(port.fd(), F_DUPFD_CLOEXEC, 0));
-    if (!session) kata::fail_errno(errno, "duplicate {}", port.device().string());
-    server.serve_connection(std::move(session));
-    ag::log(ag::LogLevel::info, "host connected on {}", port.device().string());
-    while (server.connection_count() > 0) {
-      timer.expires_after(host_poll_interval);
-      co_await timer.async_wait(kata::asio::use_awaitable);
-    }
-    ag::log(ag::LogLevel::info, "host disconnected from {}", port.device().string());
-  }
-}
-
 [[noreturn]] void serve(const ag::VirtioPort& port, std::optional<kata::UniqueFd> vsock, bool is_init) {
   kata::asio::io_context io;
   kata::asio::thread_pool blocking(blocking_threads);
   ag::AgentServiceOptions options;
   options.init_daemon = is_init;
   const ag::AgentServices services = ag::make_agent_services(io.get_executor(), blocking, options);
-  // Two servers, so the channel's session count is the channel's alone.
   kata::ttrpc::Server channel_server(io.get_executor());
   ag::register_agent_services(channel_server, services);
   std::optional<kata::ttrpc::Server> vsock_server;
@@ -163,7 +139,8 @@ kata::Task<void> serve_channel(kata::ttrpc::Server& server, const ag::VirtioPort
     vsock_server->serve_listener(std::move(*vsock));
   }
   std::exception_ptr failure;
-  kata::asio::co_spawn(io, serve_channel(channel_server, port), [&](std::exception_ptr error) {
+  ag::ChannelSessions channel(io.get_executor(), channel_server, port);
+  kata::asio::co_spawn(io, channel.run(), [&](std::exception_ptr error) {
     failure = error;
     io.stop();
   });
