@@ -5,7 +5,6 @@
 
 #include <array>
 
-#include <boost/asio/read.hpp>
 #include <boost/asio/write.hpp>
 
 #include "kata/agent_guest/log.hpp"
@@ -29,26 +28,62 @@ std::uint32_t big_endian(const char* bytes) {
   return (std::uint32_t{b[0]} << 24) | (std::uint32_t{b[1]} << 16) | (std::uint32_t{b[2]} << 8) | b[3];
 }
 
-enum class FrameRead { frame, end, garbage };
+constexpr std::size_t read_chunk = 64 << 10;
 
-// One whole frame (header included) from `stream` into `frame`; `end` at EOF or on an error
-// (a partial frame is dropped), `garbage` when the header cannot be a frame's.
-template <class Stream>
-Task<FrameRead> read_frame(Stream& stream, std::string& frame) {
-  frame.assign(header_size, '\0');
-  boost::system::error_code error;
-  co_await asio::async_read(stream, asio::buffer(frame), asio::redirect_error(asio::use_awaitable, error));
-  if (error) co_return FrameRead::end;
-  const std::uint32_t length = big_endian(frame.data());
-  if (length > max_payload) co_return FrameRead::garbage;
-  frame.resize(header_size + length);
-  if (length > 0) {
-    co_await asio::async_read(stream, asio::buffer(frame.data() + header_size, length),
-                              asio::redirect_error(asio::use_awaitable, error));
-    if (error) co_return FrameRead::end;
+// Bytes read from a stream, cut into whole frames. Reading in chunks and forwarding runs of
+// whole frames keeps the hop to one read and one write per batch, not per frame: every system
+// call is expensive in an emulated guest.
+class FrameBuffer {
+ public:
+  enum class Next { frame, need_more, garbage };
+
+  /// Reads more bytes; false at EOF or on an error (a partial frame left is dropped).
+  template <class Stream>
+  Task<bool> fill(Stream& stream) {
+    if (start_ > 0 && start_ == bytes_.size()) {
+      bytes_.clear();
+      start_ = 0;
+    }
+    const std::size_t old_size = bytes_.size();
+    bytes_.resize(old_size + read_chunk);
+    boost::system::error_code error;
+    const std::size_t got = co_await stream.async_read_some(asio::buffer(bytes_.data() + old_size, read_chunk),
+                                                            asio::redirect_error(asio::use_awaitable, error));
+    bytes_.resize(old_size + (error ? 0 : got));
+    if (error) {
+      bytes_.clear();
+      start_ = 0;
+    }
+    co_return !error;
   }
-  co_return FrameRead::frame;
-}
+
+  /// The next whole frame (a view into the buffer, valid until the next fill()).
+  Next next(std::string_view& frame) {
+    const std::size_t available = bytes_.size() - start_;
+    if (available < header_size) return compact(), Next::need_more;
+    const std::uint32_t length = big_endian(bytes_.data() + start_);
+    if (length > max_payload) return Next::garbage;
+    if (available < header_size + length) return compact(), Next::need_more;
+    frame = std::string_view(bytes_.data() + start_, header_size + length);
+    start_ += header_size + length;
+    return Next::frame;
+  }
+
+  void clear() noexcept {
+    bytes_.clear();
+    start_ = 0;
+  }
+
+ private:
+  void compact() {
+    if (start_ == 0) return;
+    bytes_.erase(0, start_);
+    start_ = 0;
+  }
+
+  std::string bytes_;
+  std::size_t start_ = 0;
+};
 
 }  // namespace
 
@@ -69,30 +104,39 @@ Task<void> ChannelSessions::wait_for_host() {
 
 Task<void> ChannelSessions::run() {
   std::uint32_t last_request = 0;
-  std::string frame;
+  FrameBuffer input;
+  std::string batch;  // whole frames for the current session, written together
   for (;;) {
     co_await wait_for_host();
     log(LogLevel::info, "host connected on {}", port_.device().string());
-    for (;;) {
-      const FrameRead read = co_await read_frame(stream_, frame);
-      if (read == FrameRead::end) break;
-      if (read == FrameRead::garbage) {
-        log(LogLevel::warn, "{}: not a ttRPC frame; ending the session", port_.device().string());
-        end_session();
-        continue;
-      }
-      if (static_cast<std::uint8_t>(frame[8]) == request_type) {
-        const std::uint32_t stream_id = big_endian(frame.data() + 4);
-        if (session_ && stream_id <= last_request) {
-          log(LogLevel::info, "new host session on {} (stream id {} after {})", port_.device().string(), stream_id,
-              last_request);
+    while (co_await input.fill(stream_)) {
+      std::string_view frame;
+      for (FrameBuffer::Next next; (next = input.next(frame)) != FrameBuffer::Next::need_more;) {
+        if (next == FrameBuffer::Next::garbage) {
+          log(LogLevel::warn, "{}: not a ttRPC frame; ending the session", port_.device().string());
+          batch.clear();
+          input.clear();
+          end_session();
+          break;
         }
-        if (!session_ || stream_id <= last_request) start_session();
-        last_request = stream_id;
+        if (static_cast<std::uint8_t>(frame[8]) == request_type) {
+          const std::uint32_t stream_id = big_endian(frame.data() + 4);
+          if (!session_ || stream_id <= last_request) {
+            if (session_) {
+              log(LogLevel::info, "new host session on {} (stream id {} after {})", port_.device().string(), stream_id,
+                  last_request);
+            }
+            batch.clear();  // requests of the session being replaced go with it
+            start_session();
+          }
+          last_request = stream_id;
+        }
+        if (session_) batch.append(frame);  // a stray frame before any request has no session
       }
-      if (!session_) continue;  // a stray non-request frame before any request: nobody to give it to
+      if (batch.empty() || !session_) continue;
       boost::system::error_code error;
-      co_await asio::async_write(session_->socket, asio::buffer(frame), asio::redirect_error(asio::use_awaitable, error));
+      co_await asio::async_write(session_->socket, asio::buffer(batch), asio::redirect_error(asio::use_awaitable, error));
+      batch.clear();
       if (error) end_session();
     }
     // The session stays: the disconnect may be a late report of one whose next host already
@@ -129,15 +173,19 @@ void ChannelSessions::end_session() noexcept {
 }
 
 Task<void> ChannelSessions::forward_responses(std::shared_ptr<Session> session) {
-  std::string frame;
-  for (;;) {
-    if (co_await read_frame(session->socket, frame) != FrameRead::frame) co_return;
+  FrameBuffer output;
+  std::string batch;
+  while (co_await output.fill(session->socket)) {
+    std::string_view frame;
+    for (FrameBuffer::Next next; (next = output.next(frame)) == FrameBuffer::Next::frame;) batch.append(frame);
+    if (batch.empty()) continue;
     AsyncMutex::Lock lock = co_await write_lock_.lock();
     if (session != session_) co_return;
     writing_ = true;
     boost::system::error_code error;
-    co_await asio::async_write(stream_, asio::buffer(frame), asio::redirect_error(asio::use_awaitable, error));
+    co_await asio::async_write(stream_, asio::buffer(batch), asio::redirect_error(asio::use_awaitable, error));
     writing_ = false;
+    batch.clear();
     if (error) co_return;
   }
 }
