@@ -79,9 +79,28 @@ kata_pid=$(lab_shim_pid idle-kata)
 runc_pid=$(pgrep -f -- "containerd-shim-runc-v2 .*-id idle-runc( |$)" | head -1)
 read -r kata_rss kata_pss <<<"$(memory "$kata_pid")"
 read -r runc_rss runc_pss <<<"$(memory "$runc_pid")"
+# How fast a dead VMM becomes a TaskExit: SIGKILL QEMU, then the /tasks/exit event's timestamp
+# (when containerd published what the shim reported) minus the moment of the kill.
+ctr events >"$LAB/events" 2>&1 &
+events_pid=$!
+sleep 1
+qemu=$(pgrep -f -- "-name sandbox-idle-kata( |,|$)" | head -1)
+killed_ns=$(date +%s%N)
+kill -KILL "$qemu"
+for ((i = 0; i < 100; i++)); do
+  grep -q '/tasks/exit.*idle-kata' "$LAB/events" && break
+  sleep 0.1
+done
+kill "$events_pid" 2>/dev/null
+exit_stamp=$(grep -m1 '/tasks/exit.*idle-kata' "$LAB/events" | awk '{print $1 " " $2}')
+[[ -n $exit_stamp ]] || lab_die "no /tasks/exit within 10 s of killing QEMU"
+stopped_after=$((($(date -d "$exit_stamp" +%s%N) - killed_ns) / 1000000))
+
 echo
 echo "| idle shim | RSS (KiB) | PSS (KiB) |"
 echo "|---|---|---|"
 echo "| containerd-shim-kata-v2 (ours, qemu) | $kata_rss | $kata_pss |"
 echo "| containerd-shim-runc-v2 | $runc_rss | $runc_pss |"
+echo
+echo "QEMU SIGKILLed -> /tasks/exit published by containerd: $stopped_after ms"
 lab_stop

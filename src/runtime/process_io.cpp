@@ -61,14 +61,20 @@ std::pair<std::string, std::vector<std::string>> parse_logger(const std::string&
   return {std::move(program), std::move(arguments)};
 }
 
-UniqueFd open_output(const std::string& uri) {
+// A FIFO whose reader has not opened yet (containerd opens an exec's readers concurrently with
+// the Exec call) gives ENXIO: nullopt, and the copy opens it later.
+std::optional<UniqueFd> open_output(const std::string& uri) {
   const Target target = parse_target(uri);
   const int flags = target.kind == Target::Kind::file ? O_WRONLY | O_CREAT | O_APPEND | O_NONBLOCK | O_CLOEXEC
                                                       : O_WRONLY | O_NONBLOCK | O_CLOEXEC;
   UniqueFd fd(::open(target.path.c_str(), flags, 0640));
+  if (!fd && errno == ENXIO && target.kind == Target::Kind::fifo) return std::nullopt;
   if (!fd) fail_errno(errno, "open stdio {}", target.path);
   return fd;
 }
+
+// How long an output FIFO may stay without a reader before its output is drained unread.
+constexpr auto reader_wait = std::chrono::seconds(10);
 
 }  // namespace
 
@@ -85,17 +91,22 @@ ProcessIo::ProcessIo(Executor executor, agent::KataAgent& agent, ProcessId proce
     if (target.kind != Target::Kind::fifo) fail(Errc::not_supported, "stdin {}: only FIFOs are supported", stdio.stdin_path);
     UniqueFd read_end(::open(target.path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC));
     if (!read_end) fail_errno(errno, "open stdin {}", target.path);
-    stdin_hold_.reset(::open(target.path.c_str(), O_WRONLY | O_NONBLOCK | O_CLOEXEC));
-    if (!stdin_hold_) fail_errno(errno, "open stdin {} for writing", target.path);
     stdin_.emplace(executor_, read_end.release());
   }
   if (parse_target(stdio.stdout_path).kind == Target::Kind::binary) {
     start_logger(stdio.stdout_path, namespace_name);
     return;
   }
-  if (!stdio.stdout_path.empty()) stdout_.emplace(executor_, open_output(stdio.stdout_path).release());
+  auto open_or_defer = [&](const std::string& uri, std::optional<Descriptor>& descriptor, std::string& deferred) {
+    if (auto fd = open_output(uri)) {
+      descriptor.emplace(executor_, fd->release());
+    } else {
+      deferred = parse_target(uri).path;
+    }
+  };
+  if (!stdio.stdout_path.empty()) open_or_defer(stdio.stdout_path, stdout_, stdout_deferred_);
   // With a terminal the guest merges stderr into the pty: there is no separate stream to copy.
-  if (!stdio.stderr_path.empty() && !stdio.terminal) stderr_.emplace(executor_, open_output(stdio.stderr_path).release());
+  if (!stdio.stderr_path.empty() && !stdio.terminal) open_or_defer(stdio.stderr_path, stderr_, stderr_deferred_);
 }
 
 void ProcessIo::start_logger(const std::string& uri, const std::string& namespace_name) {
@@ -146,24 +157,30 @@ ProcessIo::~ProcessIo() = default;
 void ProcessIo::start(Gate& gate) {
   if (started_) return;
   started_ = true;
-  outputs_running_ = (stdout_ ? 1 : 0) + (stderr_ ? 1 : 0);
+  const bool has_stdout = stdout_ || !stdout_deferred_.empty();
+  const bool has_stderr = stderr_ || !stderr_deferred_.empty();
+  outputs_running_ = (has_stdout ? 1 : 0) + (has_stderr ? 1 : 0);
   if (outputs_running_ == 0) output_done_.set();
   auto log_failure = [container = process_.container_id](std::exception_ptr error) {
     log::Logger("io").with("container", container).warn("stdio copy ended: {}", describe(error));
   };
-  if (stdout_) gate.spawn(copy_output(shared_from_this(), false), log_failure);
-  if (stderr_) gate.spawn(copy_output(shared_from_this(), true), log_failure);
+  if (has_stdout) gate.spawn(copy_output(shared_from_this(), false), log_failure);
+  if (has_stderr) gate.spawn(copy_output(shared_from_this(), true), log_failure);
   if (stdin_) gate.spawn(copy_input(shared_from_this()), log_failure);
   if (logger_) gate.spawn(finish_logger(shared_from_this()), log_failure);
 }
 
 Task<void> ProcessIo::wait_output_done() { co_await output_done_.wait(); }
 
-void ProcessIo::close_stdin() noexcept { stdin_hold_.reset(); }
+void ProcessIo::close_stdin() noexcept {
+  stdin_close_requested_ = true;
+  // Wakes a copy waiting for input; it forwards what is already in the FIFO and finishes.
+  boost::system::error_code ignored;
+  if (stdin_) stdin_->cancel(ignored);
+}
 
 void ProcessIo::abort() noexcept {
   aborted_ = true;
-  stdin_hold_.reset();
   boost::system::error_code ignored;
   for (auto* descriptor : {&stdin_, &stdout_, &stderr_}) {
     if (*descriptor) (*descriptor)->close(ignored);
@@ -180,8 +197,27 @@ Task<void> ProcessIo::copy_output(std::shared_ptr<ProcessIo> self, bool is_stder
     ProcessIo& io;
     ~Finish() { io.output_finished(); }
   } finish{*self};
-  Descriptor& out = is_stderr ? *self->stderr_ : *self->stdout_;
-  bool reader_gone = false;
+  std::optional<Descriptor>& out = is_stderr ? self->stderr_ : self->stdout_;
+  const std::string& deferred = is_stderr ? self->stderr_deferred_ : self->stdout_deferred_;
+  if (!out) {
+    const auto give_up = std::chrono::steady_clock::now() + reader_wait;
+    while (!self->aborted_ && std::chrono::steady_clock::now() < give_up) {
+      UniqueFd fd(::open(deferred.c_str(), O_WRONLY | O_NONBLOCK | O_CLOEXEC));
+      if (fd) {
+        out.emplace(self->executor_, fd.release());
+        break;
+      }
+      if (errno != ENXIO) break;
+      asio::steady_timer retry(self->executor_, std::chrono::milliseconds(10));
+      co_await retry.async_wait(asio::use_awaitable);
+    }
+    if (!out) {
+      log::Logger("io")
+          .with("container", self->process_.container_id)
+          .warn("{}: no reader within {} s; the output is discarded", deferred, reader_wait.count());
+    }
+  }
+  bool reader_gone = !out;
   grpc::ReadStreamRequest request;
   request.set_container_id(self->process_.container_id);
   request.set_exec_id(self->process_.is_init() ? std::string() : self->process_.exec_id);
@@ -203,7 +239,7 @@ Task<void> ProcessIo::copy_output(std::shared_ptr<ProcessIo> self, bool is_stder
     if (chunk.data().empty()) break;
     if (reader_gone || self->aborted_) continue;  // keep draining the guest so it never blocks
     boost::system::error_code error;
-    co_await asio::async_write(out, asio::buffer(chunk.data()), asio::redirect_error(asio::use_awaitable, error));
+    co_await asio::async_write(*out, asio::buffer(chunk.data()), asio::redirect_error(asio::use_awaitable, error));
     if (error) reader_gone = true;
   }
 }
@@ -213,12 +249,37 @@ Task<void> ProcessIo::copy_input(std::shared_ptr<ProcessIo> self) {
   grpc::WriteStreamRequest request;
   request.set_container_id(self->process_.container_id);
   request.set_exec_id(self->process_.is_init() ? std::string() : self->process_.exec_id);
-  for (;;) {
-    boost::system::error_code error;
-    const std::size_t got =
-        co_await self->stdin_->async_read_some(asio::buffer(buffer), asio::redirect_error(asio::use_awaitable, error));
-    if (error || got == 0 || self->aborted_) break;
-    std::string_view pending(buffer.data(), got);
+  // Readiness first, then a read of our own: a FIFO whose writer has not connected yet reads as
+  // end-of-file, and Asio's speculative read would take that for the end of the input. Linux
+  // reports a FIFO reader readable only once a writer has come (with data, or gone again:
+  // POLLHUP is suppressed until a writer was seen), so a 0-byte read after readiness is the
+  // real end. Clients that close their end before a Create finished never send CloseIO (ctr
+  // sets its closer only after NewTask returns); this sees their end-of-file all the same.
+  // Readiness is the level from poll(2), checked before every wait: Asio's epoll is
+  // edge-triggered and its waits are not speculative, so an edge that came while no wait was
+  // queued (input written before Start) would otherwise be lost.
+  const int fd = self->stdin_->native_handle();
+  bool draining = false;
+  while (!self->aborted_) {
+    if (!draining) {
+      pollfd level{fd, POLLIN, 0};
+      if (::poll(&level, 1, 0) == 0) {
+        boost::system::error_code error;
+        co_await self->stdin_->async_wait(Descriptor::wait_read, asio::redirect_error(asio::use_awaitable, error));
+        // CloseIO: forward what the FIFO holds now, then end.
+        draining = self->stdin_close_requested_;
+        if (error && !draining) break;
+        continue;
+      }
+    }
+    const ssize_t got = ::read(fd, buffer.data(), buffer.size());
+    if (got < 0 && errno == EINTR) continue;
+    if (got < 0 && errno == EAGAIN) {
+      if (draining) break;
+      continue;
+    }
+    if (got <= 0) break;
+    std::string_view pending(buffer.data(), static_cast<std::size_t>(got));
     while (!pending.empty()) {
       request.set_data(std::string(pending));
       const auto written = co_await self->agent_.write_stdin(request);

@@ -55,6 +55,8 @@ state = "$LAB/state"
     conf_dir = "$LAB/cni/net.d"
   [plugins."io.containerd.grpc.v1.cri".containerd]
     snapshotter = "overlayfs"
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+      runtime_type = "io.containerd.runc.v2"
     [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.kata]
       runtime_type = "io.containerd.kata.v2"
       pod_annotations = ["io.katacontainers.*"]
@@ -143,7 +145,8 @@ lab_processes() {
 }
 
 # The shim of task ID (its command line has "-id ID"), if it runs.
-lab_shim_pid() { pgrep -f -- "containerd-shim-kata-v2 .*-id $1( |$)" | head -1; }
+# (The serving shim is the binary itself, re-executed: its name is the build's or the installed one.)
+lab_shim_pid() { pgrep -f -- "containerd-shim-kata[-a-z0-9]* .*-id $1( |$)" | head -1; }
 
 lab_stop() {
   trap - EXIT

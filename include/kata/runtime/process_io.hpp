@@ -4,9 +4,8 @@
 // Output: ReadStdout/ReadStderr long polls until the guest process closes its end (an empty
 // reply or an error ends the stream), each chunk written to the FIFO. If containerd's reader goes
 // away, the guest output is still drained so the process never blocks on a full pipe.
-// Input: the FIFO is read and forwarded with WriteStdin. The shim holds a write end of the stdin
-// FIFO itself, so the copy sees end-of-file only after containerd's CloseIO (host-lab §1f: a
-// piped `cat` would otherwise never end, or end too early); then CloseStdin reaches the guest.
+// Input: the FIFO is read and forwarded with WriteStdin until its writer is gone (end-of-file, as
+// containerd's own shims see it) or containerd's CloseIO; then CloseStdin reaches the guest.
 // Logging drivers: a binary:// URI (ctr run --log-uri, or a CRI logging plugin) names a program
 // that gets the output as pipes, started and reaped here as containerd's own shims do.
 #pragma once
@@ -52,8 +51,8 @@ class ProcessIo : public std::enable_shared_from_this<ProcessIo> {
   /// Completes when stdout and stderr reached end-of-stream and everything was written.
   Task<void> wait_output_done();
 
-  /// containerd's CloseIO(stdin): lets the stdin copy reach end-of-file once containerd closed
-  /// its end, after which the guest's stdin is closed. Idempotent.
+  /// containerd's CloseIO(stdin): the stdin copy forwards what the FIFO holds now and ends, after
+  /// which the guest's stdin is closed (end-of-file of the FIFO does the same). Idempotent.
   void close_stdin() noexcept;
 
   /// Drops the host ends at once (the VM is gone, or shutdown): pending host I/O is cancelled,
@@ -74,9 +73,12 @@ class ProcessIo : public std::enable_shared_from_this<ProcessIo> {
   agent::KataAgent& agent_;
   ProcessId process_;
   std::optional<Descriptor> stdin_;
-  UniqueFd stdin_hold_;  // our write end of the stdin FIFO; closed by close_stdin()
+  bool stdin_close_requested_ = false;
   std::optional<Descriptor> stdout_;
   std::optional<Descriptor> stderr_;
+  // Output FIFOs whose reader was not there yet at open: the copy opens them (retrying).
+  std::string stdout_deferred_;
+  std::string stderr_deferred_;
   std::optional<ChildProcess> logger_;
   int outputs_running_ = 0;
   bool started_ = false;

@@ -349,6 +349,29 @@ TEST_F(VirtSandboxTest, ExecAndDuplicateExecAndStdin) {
       settings());
 }
 
+// ctr closes its end of the stdin FIFO without a CloseIO when its input ended before Create
+// returned (its closer is set only afterwards): end-of-file alone must reach the guest.
+TEST_F(VirtSandboxTest, StdinEndsWhenTheWriterLeavesWithoutCloseIo) {
+  run([&](Sandbox& sandbox, FakeGuest& guest) -> Task<void> {
+        CreateContainerRequest request = create_request("c1");
+        request.stdio.stdin_path = (root_ / "stdin").string();
+        co_await sandbox.create_container(std::move(request));
+        {
+          UniqueFd writer(::open((root_ / "stdin").c_str(), O_WRONLY | O_CLOEXEC));
+          EXPECT_EQ(::write(writer.get(), "early\n", 6), 6);
+        }
+        co_await sandbox.start_process(c1_init);
+        for (int i = 0; i < 400 && !guest.stdin_closed; ++i) {
+          asio::steady_timer pause(co_await asio::this_coro::executor, 5ms);
+          co_await pause.async_wait(asio::use_awaitable);
+        }
+        EXPECT_EQ(guest.stdin_received, "early\n");
+        EXPECT_TRUE(guest.stdin_closed);
+        co_await sandbox.wait_process(c1_init);
+      },
+      settings());
+}
+
 TEST_F(VirtSandboxTest, FailedBootRollsBackAndNamesTheCause) {
   try {
     run([&](Sandbox& sandbox, FakeGuest&) -> Task<void> {
