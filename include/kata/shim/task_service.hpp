@@ -22,7 +22,7 @@
 // | Wait | wait_process | {exit_status, exited_at} |
 // | Stats | stats_container | Any{"io.containerd.cgroups.v1.Metrics", ...} |
 // | Connect | task_pid | {shim_pid = getpid(), task_pid} |
-// | Shutdown | none (the serve loop calls stop()) | Empty; requests shutdown when `now` or no container remains |
+// | Shutdown | stop() (bounded at 10 s) before the reply, when it exits | Empty; exits when `now` or no container remains |
 // | Checkpoint | none | Unimplemented |
 //
 // Errors: a failure reaches containerd as the ttRPC status of its kata::Errc (NotFound for an
@@ -49,6 +49,8 @@
 // Lifetime: create with std::make_shared (handlers and watchers share ownership). stop() must
 // complete before the executor's io_context is destroyed.
 #pragma once
+
+#include <chrono>
 
 #include <map>
 #include <memory>
@@ -163,8 +165,14 @@ class TaskService final : public containerd::task::v2::Task,
   /// One entry per started process until it is deleted: set once its TaskExit was queued.
   std::map<ProcessKey, std::shared_ptr<AsyncEvent>> exits_;
   Gate watchers_;
+  // How long a Shutdown reply waits for the sandbox to be gone (the serve loop bounds stop()
+  // at 10 s as well).
+  static constexpr std::chrono::seconds shutdown_reply_bound{10};
+  static kata::Task<void> stop_owned(std::shared_ptr<TaskService> self);
+
   AsyncEvent shutdown_requested_;
   bool stopping_ = false;
+  AsyncEvent stopped_;
 };
 
 }  // namespace kata::shim

@@ -33,7 +33,8 @@ TaskService<Factory>::TaskService(Executor executor, TaskServiceOptions options,
       logger_(std::move(logger)),
       creation_mutex_(executor),
       watchers_(executor, "task service"),
-      shutdown_requested_(executor) {}
+      shutdown_requested_(executor),
+      stopped_(executor) {}
 
 template <RuntimeFactory Factory>
 auto TaskService<Factory>::require_runtime(const std::string& container_id) const -> std::shared_ptr<runtime_type> {
@@ -454,11 +455,22 @@ kata::Task<google::protobuf::Empty> TaskService<Factory>::shutdown(const contain
   // SIGTERM is ignored by the serving shim, so this is its only regular way out.
   if (request.now() || (containers_.empty() && creating_.empty())) {
     logger_.info("shutdown requested (id={}, now={})", request.id(), request.now());
+    // The sandbox goes before the reply: containerd closes its connection once Shutdown returns
+    // and runs `shim delete`, which would otherwise find this process still tearing the sandbox
+    // down and kill it halfway. stop() runs on its own (the serve loop's later call joins it),
+    // so the reply is bounded even if the runtime hangs.
+    asio::co_spawn(executor_, stop_owned(this->shared_from_this()), asio::detached);
+    (void)co_await stopped_.wait_for(shutdown_reply_bound);
     request_shutdown();
   } else {
     logger_.debug("shutdown id={} ignored: {} containers remain", request.id(), containers_.size());
   }
   co_return google::protobuf::Empty();
+}
+
+template <RuntimeFactory Factory>
+kata::Task<void> TaskService<Factory>::stop_owned(std::shared_ptr<TaskService> self) {
+  co_await self->stop();
 }
 
 template <RuntimeFactory Factory>
@@ -473,6 +485,10 @@ void TaskService<Factory>::request_shutdown() noexcept {
 
 template <RuntimeFactory Factory>
 kata::Task<void> TaskService<Factory>::stop() {
+  if (stopping_) {  // idempotent: a second caller waits for the first
+    co_await stopped_.wait();
+    co_return;
+  }
   stopping_ = true;
   {
     // A first Create still building the runtime finishes first, so its runtime is shut down too.
@@ -487,6 +503,7 @@ kata::Task<void> TaskService<Factory>::stop() {
     }
   }
   co_await watchers_.close();
+  stopped_.set();
 }
 
 }  // namespace kata::shim
