@@ -44,7 +44,8 @@ case_exit_codes() {
   expect_eq "$code" 7 "exit status of 'exit 7'"
   # The container's init is immune to its own signals (pid namespace rule), so the shell
   # reports the SIGKILL of a child, as it would under runc.
-  lab_run --rm killed /bin/sh -c '/bin/sh -c "kill -9 \$\$"'
+  # (A second command keeps busybox sh from exec'ing the child in its place as PID 1.)
+  lab_run --rm killed /bin/sh -c '/bin/sh -c "kill -9 \$\$"; exit $?'
   code=$?
   expect_eq "$code" 137 "exit status of a shell whose child was SIGKILLed"
   local out

@@ -80,10 +80,16 @@ EOF
 # ctr with this lab's configuration for the kata runtime.
 lab_ctr() { ctr "$@"; }
 lab_run() {  # lab_run [ctr run options] ID CMD...   (image localhost/busybox:latest)
-  local options=()
-  while [[ $1 == -* ]]; do options+=("$1"); shift; done
+  local options=() foreground=()
+  while [[ $1 == -* ]]; do
+    options+=("$1")
+    # timeout(1) runs its command in a process group of its own, which a terminal stops
+    # (SIGTTOU) when ctr -t makes it raw; --foreground keeps ctr in the terminal's group.
+    [[ $1 == -t || $1 == --tty ]] && foreground=(--foreground)
+    shift
+  done
   local id=$1; shift
-  timeout -k 5 "${LAB_RUN_TIMEOUT:-180}" ctr run --runtime io.containerd.kata.v2 --runtime-config-path "$LAB/kata/configuration.toml" \
+  timeout "${foreground[@]}" -k 5 "${LAB_RUN_TIMEOUT:-180}" ctr run --runtime io.containerd.kata.v2 --runtime-config-path "$LAB/kata/configuration.toml" \
     "${options[@]}" localhost/busybox:latest "$id" "$@"
 }
 
