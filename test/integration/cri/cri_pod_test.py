@@ -63,7 +63,7 @@ def main():
         runtime.StartContainer(cri.StartContainerRequest(container_id=cid), timeout=120)
         containers.append((name, cid))
 
-    shims = processes_matching("containerd-shim-kata-v2", f"-address {socket}")
+    shims = processes_matching("containerd-shim-kata", f"-address {socket}")
     expect(len(shims) == 1, f"one shim serves the pod, found {len(shims)}: {shims}")
     vms = processes_matching("qemu-system", f"sandbox-{pod}")
     expect(len(vms) == 1, f"one QEMU runs the pod, found {len(vms)}")
@@ -106,7 +106,7 @@ def main():
 
     for _ in range(50):
         left = processes_matching("qemu-system", f"sandbox-{pod}") + \
-            processes_matching("containerd-shim-kata-v2", f"-address {socket}")
+            processes_matching("containerd-shim-kata", f"-address {socket}")
         if not left:
             break
         time.sleep(0.1)

@@ -367,9 +367,11 @@ Task<pid_t> VirtSandbox<H, T>::create_container(CreateContainerRequest request) 
         return ScopedMount::mount(layer.source, rootfs_dir, layer.type, layer.options);
       });
     }
-    const bool read_only = spec.root && spec.root->readonly;
+    // Shared writable even for root.readonly (CRI's pause container): the guest creates mount
+    // points in it first and applies readonly afterwards, as runc does; a read-only share would
+    // refuse the mount points ("create mount point proc: Read-only file system").
     container->rootfs_share = with_context("share rootfs", [&] {
-      return shared_fs_->share(rootfs_dir, std::filesystem::path(id) / "rootfs", read_only);
+      return shared_fs_->share(rootfs_dir, std::filesystem::path(id) / "rootfs", false);
     });
 
     // Bind volumes travel through the shared filesystem; /dev/shm binds to the sandbox's shm.
