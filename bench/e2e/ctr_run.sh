@@ -7,7 +7,8 @@
 # Phases of one run (host clock unless noted):
 #   shim    ctr started -> the shim launches QEMU (containerd, shim start, config, virtiofsd)
 #   vmm     QEMU launched -> guest kernel starts (QEMU setup, firmware-less PVH entry)
-#   kernel  guest kernel start -> /init runs (guest clock, from the console log's printk times)
+#   kernel  guest kernel start -> /init runs (guest clock: the printk time of "Write protecting the
+#           kernel read-only data", the last step before the kernel runs /init)
 #   agent   /init runs -> the agent answers Health.Check (modules, channel, ttRPC)
 #   task    agent ready -> the container's first output reaches ctr (CreateSandbox, share, spawn)
 # The kernel's start on the host clock is found from inside the container: it prints its guest
@@ -39,14 +40,23 @@ declare -a total shim vmm kernel agent task
 for ((i = 0; i < runs; i++)); do
   id=bench$i
   start=$(now_ms)
-  out=$(lab_run "$id" /bin/cat /proc/uptime) || lab_die "run $i failed: $out"
+  # The container prints its uptime and stays a moment, so the console log (removed with the
+  # sandbox) can be read while it runs.
+  lab_run "$id" /bin/sh -c 'cat /proc/uptime; sleep 3' >"$LAB/out.$i" 2>&1 &
+  runner=$!
+  until [[ -s $LAB/out.$i ]]; do
+    kill -0 "$runner" 2>/dev/null || lab_die "run $i failed: $(cat "$LAB/out.$i")"
+    sleep 0.01
+  done
   first_output=$(now_ms)
-  uptime_ms=$(awk '{printf "%d", $1 * 1000}' <<<"$out")
+  cp "/run/kata/$id/console.log" "$LAB/console.$i" 2>/dev/null
+  wait "$runner" || lab_die "run $i failed: $(cat "$LAB/out.$i")"
+  uptime_ms=$(awk 'NR == 1 {printf "%d", $1 * 1000}' "$LAB/out.$i")
   kernel_start=$((first_output - uptime_ms))
   launch=$(log_ms "msg=\"launch .*sandbox=$id( |$)")
   ready=$(log_ms "msg=\"agent answered .*sandbox=$id( |$)")
-  console=/run/kata/$id/console.log
-  init_s=$(grep -a -m1 'Run /init as init process' "$console" 2>/dev/null | sed -n 's/^\[ *\([0-9.]*\)\].*/\1/p')
+  init_s=$(grep -a -m1 'Write protecting the kernel read-only data' "$LAB/console.$i" 2>/dev/null |
+    sed -n 's/^\[ *\([0-9.]*\)\].*/\1/p')
   [[ -n $launch && -n $ready && -n $init_s ]] || lab_die "run $i: missing a phase mark (launch=$launch ready=$ready init=$init_s)"
   init_ms=$(awk -v s="$init_s" 'BEGIN {printf "%d", s * 1000}')
   total+=($((first_output - start)))
@@ -55,7 +65,7 @@ for ((i = 0; i < runs; i++)); do
   kernel+=($((init_ms)))
   agent+=($((ready - kernel_start - init_ms)))
   task+=($((first_output - ready)))
-  ctr tasks delete "$id" >/dev/null && ctr containers delete "$id" >/dev/null
+  ctr containers delete "$id" >/dev/null
   echo "run $i: total ${total[-1]} ms (shim ${shim[-1]}, vmm ${vmm[-1]}, kernel ${kernel[-1]}, agent ${agent[-1]}, task ${task[-1]})"
 done
 
