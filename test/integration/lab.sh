@@ -33,6 +33,13 @@ lab_start() {
       [[ -n ${LAB_INITRD:-} ]] && echo "initrd = \"$(readlink -f "$LAB_INITRD")\""
     } >"$LAB/kata/config.d/50-lab.toml"
   fi
+  # In a chroot into a plain directory (a fresh-machine build root) "/" is no mount, and
+  # virtiofsd's default namespace sandbox fails ("mount(/, MS_REC|MS_SLAVE): Invalid argument");
+  # its chroot sandbox works there. An operator in that situation would set the same.
+  if ! awk '$5 == "/" {found = 1} END {exit !found}' /proc/self/mountinfo; then
+    printf '[hypervisor.qemu]\nvirtio_fs_extra_args = ["--thread-pool-size=1", "-o", "announce_submounts", "-o", "sandbox=chroot"]\n' \
+      >"$LAB/kata/config.d/55-chroot.toml"
+  fi
   cat >"$LAB/containerd.toml" <<EOF
 version = 2
 root = "$LAB/root"
