@@ -242,6 +242,10 @@ Task<void> ProcessIo::copy_output(std::shared_ptr<ProcessIo> self, bool is_stder
     co_await asio::async_write(*out, asio::buffer(chunk.data()), asio::redirect_error(asio::use_awaitable, error));
     if (error) reader_gone = true;
   }
+  // End-of-file for the reader now, not when the process record goes: CRI's ExecSync waits for
+  // it before it deletes the exec.
+  boost::system::error_code ignored;
+  if (out && !self->logger_) out->close(ignored);
 }
 
 Task<void> ProcessIo::copy_input(std::shared_ptr<ProcessIo> self) {

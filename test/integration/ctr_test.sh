@@ -48,7 +48,14 @@ case_exit_codes() {
   lab_run --rm killed /bin/sh -c '/bin/sh -c "kill -9 \$\$"; exit $?'
   code=$?
   expect_eq "$code" 137 "exit status of a shell whose child was SIGKILLed"
-  lab_assert_gone exit7 && lab_assert_gone killed || fail "exit-code cases left something behind"
+  # A failed Start leaves the task CREATED (ctr does not delete it, as with runc); `delete -f`
+  # kills it (its waiters complete) and nothing of the sandbox remains.
+  local out
+  out=$(lab_run --rm nocmd /no/such/binary 2>&1) && fail "running a missing binary succeeded: $out"
+  expect_contains "$out" "/no/such/binary" "error for a missing binary"
+  timeout 30 ctr tasks delete -f nocmd >/dev/null 2>&1 || fail "ctr tasks delete -f of a task whose start failed"
+  ctr containers delete nocmd >/dev/null 2>&1
+  lab_assert_gone exit7 && lab_assert_gone killed && lab_assert_gone nocmd || fail "exit-code cases left something behind"
 }
 
 case_stdin() {

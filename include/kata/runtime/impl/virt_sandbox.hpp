@@ -508,8 +508,12 @@ Task<void> VirtSandbox<H, T>::kill_process(const ProcessId& id, int signal, bool
   if (it == containers_.end() && terminating) co_return;  // already gone: the goal is met
   ProcessPtr process = find_process(id);
   if (process->exit || process->status == ProcessStatus::created) {
-    if (terminating) co_return;
-    fail(Errc::not_found, "process {} is not running", id.is_init() ? id.container_id : id.exec_id);
+    if (!terminating) fail(Errc::not_found, "process {} is not running", id.is_init() ? id.container_id : id.exec_id);
+    // A created process (never started, or its start failed) ends here, as a created runc
+    // container does when killed: waiters get 128 + signal (ctr's `delete -f` kills, then
+    // waits). The guest's held process goes with RemoveContainer at delete.
+    if (!process->exit) finish_process(*process, 128 + static_cast<std::uint32_t>(signal));
+    co_return;
   }
   grpc::SignalProcessRequest request;
   request.set_container_id(id.container_id);
@@ -538,7 +542,9 @@ Task<ExitInfo> VirtSandbox<H, T>::delete_process(const ProcessId& id) {
   if (process->status == ProcessStatus::running || process->status == ProcessStatus::paused) {
     fail(Errc::failed_precondition, "process {} is still running", id.is_init() ? id.container_id : id.exec_id);
   }
-  const ExitInfo exit = process->exit.value_or(ExitInfo{vm_.vmm_pid(), 0, std::chrono::system_clock::now()});
+  // A process that never ran has no exit code: 255, containerd's "unknown".
+  const ExitInfo exit = process->exit.value_or(ExitInfo{vm_.vmm_pid(), 255, std::chrono::system_clock::now()});
+  finish_process(*process, exit.exit_status);  // a Wait still pending on it completes
   if (process->io) process->io->abort();
   if (!id.is_init()) {
     find_container(id.container_id).execs.erase(id.exec_id);
