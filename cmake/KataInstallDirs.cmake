@@ -9,7 +9,9 @@ if(CMAKE_INSTALL_PREFIX_INITIALIZED_TO_DEFAULT)
 endif()
 
 set(KATA_HYPERVISOR "qemu" CACHE STRING "Variant whose configuration becomes configuration.toml")
-set(KATA_BINDIR "${CMAKE_INSTALL_PREFIX}/bin" CACHE PATH "Where containerd-shim-kata-v2 is installed")
+# Not cached: like the directories below it follows PREFIX on every configure (a cached value
+# kept the first PREFIX, so a later `make install PREFIX=...` put the shim in /usr/bin).
+set(KATA_BINDIR "${CMAKE_INSTALL_PREFIX}/bin")
 set(KATA_DEFAULTS_DIR "${CMAKE_INSTALL_PREFIX}/share/defaults/kata-containers/runtime-rs")
 set(KATA_DATA_DIR "${CMAKE_INSTALL_PREFIX}/share/kata-containers")
 set(KATA_SYSCONF_DIR "/etc/kata-containers/runtime-rs" CACHE PATH "Administrator's configuration directory")
