@@ -67,8 +67,9 @@ case_stdin() {
 
 case_tty() {
   local out
-  # ctr -t needs a terminal on its own stdin: script(1) gives it one.
-  out=$(script -qec "$(declare -f lab_run); LAB=$LAB; lab_run --rm -t tty /bin/sh -c 'test -t 0 && test -t 1 && echo is-a-tty; echo cols=\$(stty size 2>/dev/null)'" /dev/null </dev/null | tr -d '\r') ||
+  # ctr -t needs a terminal on its own stdin: script(1) gives it one, running the command with
+  # $SHELL, which must be bash here (lab_run is bash; a fresh machine may have /bin/sh).
+  out=$(SHELL=/bin/bash script -qec "$(declare -f lab_run); LAB=$LAB; lab_run --rm -t tty /bin/sh -c 'test -t 0 && test -t 1 && echo is-a-tty; echo cols=\$(stty size 2>/dev/null)'" /dev/null </dev/null | tr -d '\r') ||
     fail "ctr run -t exited $?: $out"
   expect_contains "$out" "is-a-tty" "stdin and stdout of a -t container"
   lab_assert_gone tty || fail "tty case left something behind"
