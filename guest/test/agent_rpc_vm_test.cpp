@@ -34,33 +34,9 @@ namespace {
 using namespace std::chrono_literals;
 using testing::TempDir;
 
-// Runs `task` until it completes. The ttRPC client keeps a reader (and the tests keep long polls)
-// pending on the io_context, so it never runs out of work: step it instead of io.run().
-template <class T>
-T run_until_done(asio::io_context& io, Task<T> task, std::chrono::seconds limit = 300s) {
-  bool done = false;
-  std::exception_ptr error;
-  std::optional<std::conditional_t<std::is_void_v<T>, int, T>> result;
-  if constexpr (std::is_void_v<T>) {
-    asio::co_spawn(io, std::move(task), [&](std::exception_ptr e) {
-      error = e;
-      done = true;
-    });
-  } else {
-    asio::co_spawn(io, std::move(task), [&](std::exception_ptr e, T value) {
-      error = e;
-      if (!e) result.emplace(std::move(value));
-      done = true;
-    });
-  }
-  const auto deadline = std::chrono::steady_clock::now() + limit;
-  while (!done) {
-    if (std::chrono::steady_clock::now() > deadline) fail(Errc::deadline_exceeded, "test task did not complete in time");
-    io.run_one_for(100ms);
-  }
-  if (error) std::rethrow_exception(error);
-  if constexpr (!std::is_void_v<T>) return std::move(*result);
-}
+// The ttRPC client keeps a reader (and the tests keep long polls) pending on the io_context, so it
+// never runs out of work: the shared runner steps it until the task itself is done.
+using testing::run_until_done;
 
 constexpr std::string_view guest_share = "/run/kata-containers/shared/containers";
 constexpr std::string_view nic_mac = "02:00:ca:fe:00:01";

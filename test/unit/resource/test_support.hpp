@@ -1,6 +1,8 @@
 // Helpers shared by the host-side resource tests (share_fs, rootfs, volume).
 #pragma once
 
+#include "support/async_test.hpp"
+
 #include <stdlib.h>
 
 #include <cerrno>
@@ -46,29 +48,10 @@ inline int create_errno(const std::filesystem::path& dir) {
   return 0;
 }
 
-/// Runs `task` on `io` until it completes (background work it started stays pending) and
-/// returns its result or rethrows its exception.
+/// The shared runner (test/support/async_test.hpp): the task alone decides when it is done.
 template <class T>
 T run_task(asio::io_context& io, Task<T> task) {
-  std::exception_ptr failure;
-  std::optional<std::conditional_t<std::is_void_v<T>, bool, T>> result;
-  if constexpr (std::is_void_v<T>) {
-    asio::co_spawn(io, std::move(task), [&](std::exception_ptr error) {
-      failure = error;
-      result = true;
-      io.stop();
-    });
-  } else {
-    asio::co_spawn(io, std::move(task), [&](std::exception_ptr error, T value) {
-      failure = error;
-      if (!error) result = std::move(value);
-      io.stop();
-    });
-  }
-  io.restart();
-  io.run();
-  if (failure) std::rethrow_exception(failure);
-  if constexpr (!std::is_void_v<T>) return std::move(*result);
+  return kata::testing::run_until_done(io, std::move(task));
 }
 
 }  // namespace kata::resource::test

@@ -17,6 +17,7 @@
 #include "kata/core/asio.hpp"
 #include "kata/core/error.hpp"
 #include "kata/shim/events.hpp"
+#include "support/async_test.hpp"
 #include "kata/ttrpc/server.hpp"
 
 namespace kata::shim::test {
@@ -53,26 +54,10 @@ inline void run(asio::io_context& io, Task<void> task) {
   if (!done) throw std::runtime_error("the io_context ran out of work before the task completed");
 }
 
-/// A private directory under $TMPDIR (or /tmp), removed with everything in it. Short, because
-/// unix socket paths are limited to 107 bytes.
-class TempDir {
- public:
-  TempDir() {
-    const char* base = std::getenv("TMPDIR");
-    std::string pattern = std::string(base != nullptr ? base : "/tmp") + "/kata-test-shim-XXXXXX";
-    if (::mkdtemp(pattern.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
-    path_ = pattern;
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  ~TempDir() {
-    std::error_code ignored;
-    std::filesystem::remove_all(path_, ignored);
-  }
-  [[nodiscard]] const std::filesystem::path& path() const { return path_; }
-
- private:
-  std::filesystem::path path_;
+/// The shared private temporary directory ($TMPDIR/kata-test-shim-XXXXXX: short, because unix
+/// socket paths are limited to 107 bytes).
+struct TempDir : kata::testing::TempDir {
+  TempDir() : kata::testing::TempDir("shim") {}
 };
 
 inline Task<void> sleep_for(std::chrono::steady_clock::duration duration) {

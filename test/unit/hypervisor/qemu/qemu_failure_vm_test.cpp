@@ -13,7 +13,7 @@ namespace {
 using namespace std::chrono_literals;
 using kata::testing::files_in;
 using kata::testing::process_exists;
-using kata::testing::run_task;
+using kata::testing::run_until_done;
 using kata::testing::TempDir;
 
 std::filesystem::path test_guest() {
@@ -41,26 +41,26 @@ class QemuFailure : public ::testing::Test {
   }
 
   asio::io_context io;
-  TempDir dir;
+  TempDir dir{"qemu"};
 };
 
 TEST_F(QemuFailure, ExternalSigkillIsNoticedAndLaterStopsAreHarmless) {
   Qemu vm(io.get_executor(), context(), HostFeatures::probe());
-  run_task(io, vm.prepare_vm());
-  run_task(io, vm.start_vm(120s));
+  run_until_done(io, vm.prepare_vm());
+  run_until_done(io, vm.start_vm(120s));
   const pid_t pid = vm.vmm_pid();
   ASSERT_TRUE(process_exists(pid));
   ASSERT_EQ(::kill(pid, SIGKILL), 0);
   // No stop_vm: the exit watcher alone must complete wait_vm.
-  const auto status = run_task(io, vm.wait_vm());
+  const auto status = run_until_done(io, vm.wait_vm());
   EXPECT_EQ(status.signal, SIGKILL);
   EXPECT_FALSE(vm.is_running());
   EXPECT_FALSE(process_exists(pid));
   // QMP is closed: commands fail fast instead of hanging.
-  EXPECT_THROW(run_task(io, vm.pause_vm()), Error);
-  run_task(io, vm.stop_vm());
-  run_task(io, vm.stop_vm());
-  run_task(io, vm.cleanup());
+  EXPECT_THROW(run_until_done(io, vm.pause_vm()), Error);
+  run_until_done(io, vm.stop_vm());
+  run_until_done(io, vm.stop_vm());
+  run_until_done(io, vm.cleanup());
   EXPECT_TRUE(files_in(dir.path() / "state").empty());
 }
 
@@ -69,12 +69,12 @@ TEST_F(QemuFailure, BadKernelPathFailsPrepareNamingIt) {
   ctx.config.boot.kernel = (dir.path() / "no-such-vmlinux").string();
   Qemu vm(io.get_executor(), ctx, HostFeatures::probe());
   try {
-    run_task(io, vm.prepare_vm());
+    run_until_done(io, vm.prepare_vm());
     FAIL() << "prepare_vm accepted a missing kernel";
   } catch (const std::exception& error) {
     EXPECT_NE(describe(error).find(ctx.config.boot.kernel), std::string::npos) << describe(error);
   }
-  EXPECT_THROW(run_task(io, vm.start_vm(10s)), Error);
+  EXPECT_THROW(run_until_done(io, vm.start_vm(10s)), Error);
   EXPECT_EQ(vm.vmm_pid(), -1);
   EXPECT_FALSE(std::filesystem::exists(ctx.state_dir) && !files_in(ctx.state_dir).empty());
 }
@@ -83,9 +83,9 @@ TEST_F(QemuFailure, QemuRejectingAnArgumentLeavesNothingAndQuotesQemu) {
   auto ctx = context();
   ctx.config.cpu.cpu_features = "no-such-cpu-property=on";
   Qemu vm(io.get_executor(), ctx, HostFeatures::probe());
-  run_task(io, vm.prepare_vm());
+  run_until_done(io, vm.prepare_vm());
   try {
-    run_task(io, vm.start_vm(120s));
+    run_until_done(io, vm.start_vm(120s));
     FAIL() << "QEMU started with a bogus -cpu property";
   } catch (const std::exception& error) {
     const std::string text = describe(error);
@@ -95,7 +95,7 @@ TEST_F(QemuFailure, QemuRejectingAnArgumentLeavesNothingAndQuotesQemu) {
   EXPECT_FALSE(process_exists(vm.vmm_pid()));
   EXPECT_FALSE(vm.is_running());
   EXPECT_TRUE(files_in(ctx.state_dir).empty());
-  run_task(io, vm.cleanup());
+  run_until_done(io, vm.cleanup());
 }
 
 }  // namespace

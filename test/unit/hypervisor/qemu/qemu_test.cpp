@@ -13,7 +13,7 @@ namespace {
 using namespace std::chrono_literals;
 using kata::testing::files_in;
 using kata::testing::process_exists;
-using kata::testing::run_task;
+using kata::testing::run_until_done;
 using kata::testing::TempDir;
 
 static_assert(Hypervisor<Qemu>);
@@ -59,7 +59,7 @@ class QemuTest : public ::testing::Test {
   }
 
   asio::io_context io;
-  TempDir dir;
+  TempDir dir{"qemu"};
   std::filesystem::path state_dir;
   std::filesystem::path assets;
 };
@@ -69,7 +69,7 @@ TEST_F(QemuTest, PrepareNamesTheMissingAsset) {
   ctx.config.boot.kernel = (assets / "missing-vmlinux").string();
   auto vm = make(ctx);
   try {
-    run_task(io, vm->prepare_vm());
+    run_until_done(io, vm->prepare_vm());
     FAIL() << "prepare_vm accepted a missing kernel";
   } catch (const std::exception& error) {
     EXPECT_EQ(code_of(error), Errc::not_found);
@@ -82,7 +82,7 @@ TEST_F(QemuTest, PrepareNamesTheMissingAsset) {
   ctx.config.boot.image = (assets / "disk.img").string();
   vm = make(ctx);
   try {
-    run_task(io, vm->prepare_vm());
+    run_until_done(io, vm->prepare_vm());
     FAIL() << "prepare_vm accepted both initrd and image";
   } catch (const std::exception& error) {
     EXPECT_EQ(code_of(error), Errc::invalid_argument) << describe(error);
@@ -91,22 +91,22 @@ TEST_F(QemuTest, PrepareNamesTheMissingAsset) {
   ctx = context();
   ctx.config.machine.machine_type = "microvm";
   vm = make(ctx);
-  EXPECT_THROW(run_task(io, vm->prepare_vm()), Error);
+  EXPECT_THROW(run_until_done(io, vm->prepare_vm()), Error);
 }
 
 TEST_F(QemuTest, ColdPlugQueueAssignsSlotsAndRefusesDuplicatesAndUnsupportedKinds) {
   auto vm = make(context());
-  run_task(io, vm->prepare_vm());
+  run_until_done(io, vm->prepare_vm());
   auto disk = BlockDevice{.id = "disk-1", .path = assets / "disk.img"};
-  auto first = run_task(io, vm->add_device(std::move(disk)));
+  auto first = run_until_done(io, vm->add_device(std::move(disk)));
   EXPECT_EQ(first.guest_pci_path, "05");
   auto fs = ShareFsDevice{.kind = ShareFsDevice::Kind::virtio_9p, .mount_tag = "kataShared", .shared_dir = assets};
-  auto second = run_task(io, vm->add_device(std::move(fs)));
+  auto second = run_until_done(io, vm->add_device(std::move(fs)));
   EXPECT_EQ(second.guest_pci_path, "06");
 
   auto again = BlockDevice{.id = "disk-1", .path = assets / "disk.img"};
   try {
-    run_task(io, vm->add_device(std::move(again)));
+    run_until_done(io, vm->add_device(std::move(again)));
     FAIL() << "a duplicate id was accepted";
   } catch (const std::exception& error) {
     EXPECT_EQ(code_of(error), Errc::already_exists);
@@ -114,23 +114,23 @@ TEST_F(QemuTest, ColdPlugQueueAssignsSlotsAndRefusesDuplicatesAndUnsupportedKind
 
   auto vfio = VfioDevice{.id = "gpu", .host_bdf = "0000:3b:00.0"};
   try {
-    run_task(io, vm->add_device(std::move(vfio)));
+    run_until_done(io, vm->add_device(std::move(vfio)));
     FAIL() << "VFIO was accepted";
   } catch (const std::exception& error) {
     EXPECT_EQ(code_of(error), Errc::not_supported);
     EXPECT_NE(describe(error).find("not supported by qemu"), std::string::npos) << describe(error);
   }
   auto scsi = BlockDevice{.id = "disk-2", .path = assets / "disk.img", .driver = "virtio-scsi"};
-  EXPECT_THROW(run_task(io, vm->add_device(std::move(scsi))), Error);
+  EXPECT_THROW(run_until_done(io, vm->add_device(std::move(scsi))), Error);
 
   auto missing = BlockDevice{.id = "disk-3", .path = assets / "nope.img"};
-  EXPECT_THROW(run_task(io, vm->add_device(std::move(missing))), Error);
+  EXPECT_THROW(run_until_done(io, vm->add_device(std::move(missing))), Error);
 
   // Removing before start dequeues; the id is free again and the next device takes a new slot.
-  run_task(io, vm->remove_device("disk-1"));
-  EXPECT_THROW(run_task(io, vm->remove_device("disk-1")), Error);
+  run_until_done(io, vm->remove_device("disk-1"));
+  EXPECT_THROW(run_until_done(io, vm->remove_device("disk-1")), Error);
   auto readded = BlockDevice{.id = "disk-1", .path = assets / "disk.img"};
-  EXPECT_EQ(run_task(io, vm->add_device(std::move(readded))).guest_pci_path, "07");
+  EXPECT_EQ(run_until_done(io, vm->add_device(std::move(readded))).guest_pci_path, "07");
 }
 
 TEST_F(QemuTest, ObserversBeforeStart) {
@@ -147,10 +147,10 @@ TEST_F(QemuTest, ObserversBeforeStart) {
   EXPECT_TRUE(state["pid"].is_null());
   EXPECT_EQ(state["sockets"]["agent_log"], (state_dir / "agent-log.sock").string());
   // Stop and cleanup before start are harmless; start before prepare is refused.
-  run_task(io, vm->stop_vm());
-  run_task(io, vm->cleanup());
+  run_until_done(io, vm->stop_vm());
+  run_until_done(io, vm->cleanup());
   try {
-    run_task(io, vm->start_vm(1s));
+    run_until_done(io, vm->start_vm(1s));
     FAIL();
   } catch (const std::exception& error) {
     EXPECT_EQ(code_of(error), Errc::failed_precondition);
@@ -161,9 +161,9 @@ TEST_F(QemuTest, AQemuThatExitsAtOnceLeavesNoProcessAndNoFilesAndItsStderrIsQuot
   auto ctx = context();
   ctx.config.path = fake_qemu("echo \"qemu-system-x86_64: -cpu max,bogus=on: Property not found\" >&2\nexit 1");
   auto vm = make(ctx);
-  run_task(io, vm->prepare_vm());
+  run_until_done(io, vm->prepare_vm());
   try {
-    run_task(io, vm->start_vm(30s));
+    run_until_done(io, vm->start_vm(30s));
     FAIL() << "start succeeded";
   } catch (const std::exception& error) {
     EXPECT_EQ(describe(error),
@@ -174,18 +174,18 @@ TEST_F(QemuTest, AQemuThatExitsAtOnceLeavesNoProcessAndNoFilesAndItsStderrIsQuot
   EXPECT_FALSE(process_exists(vm->vmm_pid()));
   EXPECT_TRUE(files_in(state_dir).empty());
   // wait_vm reports the exit; a stop afterwards is harmless.
-  EXPECT_EQ(run_task(io, vm->wait_vm()).exit_code, 1);
-  run_task(io, vm->stop_vm());
+  EXPECT_EQ(run_until_done(io, vm->wait_vm()).exit_code, 1);
+  run_until_done(io, vm->stop_vm());
 }
 
 TEST_F(QemuTest, AQemuThatNeverAnswersQmpIsKilledAtTheDeadline) {
   auto ctx = context();
   ctx.config.path = fake_qemu("echo waiting >&2\nexec sleep 600");
   auto vm = make(ctx);
-  run_task(io, vm->prepare_vm());
+  run_until_done(io, vm->prepare_vm());
   pid_t pid = -1;
   try {
-    run_task(io, vm->start_vm(300ms));
+    run_until_done(io, vm->start_vm(300ms));
     FAIL() << "start succeeded";
   } catch (const std::exception& error) {
     EXPECT_EQ(code_of(error), Errc::deadline_exceeded) << describe(error);
@@ -195,17 +195,17 @@ TEST_F(QemuTest, AQemuThatNeverAnswersQmpIsKilledAtTheDeadline) {
   EXPECT_GT(pid, 0);
   EXPECT_FALSE(process_exists(pid));
   EXPECT_TRUE(files_in(state_dir).empty());
-  EXPECT_EQ(run_task(io, vm->wait_vm()).signal, SIGKILL);
+  EXPECT_EQ(run_until_done(io, vm->wait_vm()).signal, SIGKILL);
 }
 
 TEST_F(QemuTest, ASpawnFailureNamesTheProgram) {
   auto ctx = context();
   ctx.config.path = fake_qemu("exit 0");
   auto vm = make(ctx);
-  run_task(io, vm->prepare_vm());
+  run_until_done(io, vm->prepare_vm());
   std::filesystem::remove(ctx.config.path);
   try {
-    run_task(io, vm->start_vm(5s));
+    run_until_done(io, vm->start_vm(5s));
     FAIL();
   } catch (const std::exception& error) {
     EXPECT_NE(describe(error).find("launch qemu: exec " + ctx.config.path), std::string::npos) << describe(error);

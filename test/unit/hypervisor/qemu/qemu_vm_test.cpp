@@ -18,7 +18,7 @@ namespace {
 using namespace std::chrono_literals;
 using kata::testing::files_in;
 using kata::testing::process_exists;
-using kata::testing::run_task;
+using kata::testing::run_until_done;
 using kata::testing::TempDir;
 
 /// Builds (or reuses) the test guest; returns its directory.
@@ -89,13 +89,13 @@ class QemuVm : public ::testing::Test {
   static void SetUpTestSuite() {
     try {
       guest_ = new std::filesystem::path(test_guest());
-      dir_ = new TempDir();
+      dir_ = new TempDir("qemu");
       io_ = new asio::io_context();
       vm_ = new Qemu(io_->get_executor(), vm_context(dir_->path() / "state", *guest_), HostFeatures::probe());
-      run_task(*io_, vm_->prepare_vm());
+      run_until_done(*io_, vm_->prepare_vm());
       auto disk = BlockDevice{.id = "cold-disk", .path = make_disk("cold.img")};
-      cold_attachment_ = new DeviceAttachment(run_task(*io_, vm_->add_device(std::move(disk))));
-      run_task(*io_, vm_->start_vm(120s));
+      cold_attachment_ = new DeviceAttachment(run_until_done(*io_, vm_->add_device(std::move(disk))));
+      run_until_done(*io_, vm_->start_vm(120s));
     } catch (const std::exception& error) {
       setup_error_ = new std::string(describe(error));
     }
@@ -109,8 +109,8 @@ class QemuVm : public ::testing::Test {
     // Whatever happened above: no QEMU and no file may outlive the binary.
     if (vm_ != nullptr) {
       try {
-        run_task(*io_, vm_->stop_vm());
-        run_task(*io_, vm_->cleanup());
+        run_until_done(*io_, vm_->stop_vm());
+        run_until_done(*io_, vm_->cleanup());
       } catch (const std::exception& error) {
         ADD_FAILURE() << "teardown: " << describe(error);
       }
@@ -154,43 +154,43 @@ TEST_F(QemuVm, T1_GuestAnswersOverTheVirtioSerialAgentChannel) {
 }
 
 TEST_F(QemuVm, T2_QmpStatusAndPauseResume) {
-  EXPECT_EQ(run_task(io(), vm().query("query-status"))["status"], "running");
-  run_task(io(), vm().pause_vm());
-  EXPECT_EQ(run_task(io(), vm().query("query-status"))["status"], "paused");
-  run_task(io(), vm().resume_vm());
-  EXPECT_EQ(run_task(io(), vm().query("query-status"))["status"], "running");
-  EXPECT_THROW(run_task(io(), vm().query("quit")), Error);
+  EXPECT_EQ(run_until_done(io(), vm().query("query-status"))["status"], "running");
+  run_until_done(io(), vm().pause_vm());
+  EXPECT_EQ(run_until_done(io(), vm().query("query-status"))["status"], "paused");
+  run_until_done(io(), vm().resume_vm());
+  EXPECT_EQ(run_until_done(io(), vm().query("query-status"))["status"], "running");
+  EXPECT_THROW(run_until_done(io(), vm().query("quit")), Error);
 }
 
 TEST_F(QemuVm, T3_CpuHotplugFromTwoToThree) {
-  EXPECT_EQ(run_task(io(), vm().vcpu_thread_ids()).size(), 2u);
-  const auto resize = run_task(io(), vm().resize_vcpus(3));
+  EXPECT_EQ(run_until_done(io(), vm().vcpu_thread_ids()).size(), 2u);
+  const auto resize = run_until_done(io(), vm().resize_vcpus(3));
   EXPECT_EQ(resize.old_vcpus, 2u);
   EXPECT_EQ(resize.new_vcpus, 3u);
-  const auto threads = run_task(io(), vm().vcpu_thread_ids());
+  const auto threads = run_until_done(io(), vm().vcpu_thread_ids());
   EXPECT_EQ(threads.size(), 3u);
   for (const auto& [index, tid] : threads) EXPECT_GT(tid, 0) << "vCPU " << index;
   // Above default_maxvcpus is clamped.
-  EXPECT_EQ(run_task(io(), vm().resize_vcpus(64)).new_vcpus, 4u);
+  EXPECT_EQ(run_until_done(io(), vm().resize_vcpus(64)).new_vcpus, 4u);
 }
 
 TEST_F(QemuVm, T4_BlockHotplugOntoARootPort) {
   auto disk = BlockDevice{.id = "hot-disk", .path = make_disk("hot.img")};
-  const auto attachment = run_task(io(), vm().add_device(std::move(disk)));
+  const auto attachment = run_until_done(io(), vm().add_device(std::move(disk)));
   EXPECT_EQ(attachment.guest_pci_path, "1e/00");
   // QEMU sees the device behind rp0.
-  const auto pci = run_task(io(), vm().query("query-pci"));
+  const auto pci = run_until_done(io(), vm().query("query-pci"));
   EXPECT_NE(pci.dump().find("\"qdev_id\":\"blk1\""), std::string::npos) << pci.dump();
   auto duplicate = BlockDevice{.id = "hot-disk", .path = make_disk("hot2.img")};
   try {
-    run_task(io(), vm().add_device(std::move(duplicate)));
+    run_until_done(io(), vm().add_device(std::move(duplicate)));
     FAIL() << "duplicate id accepted";
   } catch (const std::exception& error) {
     EXPECT_EQ(code_of(error), Errc::already_exists);
   }
   auto share = ShareFsDevice{.kind = ShareFsDevice::Kind::virtio_9p, .mount_tag = "late", .shared_dir = dir_->path()};
   try {
-    run_task(io(), vm().add_device(std::move(share)));
+    run_until_done(io(), vm().add_device(std::move(share)));
     FAIL() << "shared fs hotplug accepted";
   } catch (const std::exception& error) {
     EXPECT_EQ(code_of(error), Errc::not_supported) << describe(error);
@@ -198,13 +198,13 @@ TEST_F(QemuVm, T4_BlockHotplugOntoARootPort) {
 }
 
 TEST_F(QemuVm, T5_MemoryHotplugWithPcDimm) {
-  const auto resize = run_task(io(), vm().resize_memory(300));
+  const auto resize = run_until_done(io(), vm().resize_memory(300));
   EXPECT_EQ(resize.old_mib, 256u);
   EXPECT_EQ(resize.new_mib, 256u + 128u);  // one 128 MiB block
-  const auto summary = run_task(io(), vm().query("query-memory-size-summary"));
+  const auto summary = run_until_done(io(), vm().query("query-memory-size-summary"));
   EXPECT_EQ(summary["plugged-memory"], 128ULL << 20);
   // Never below the current size.
-  EXPECT_EQ(run_task(io(), vm().resize_memory(128)).new_mib, 384u);
+  EXPECT_EQ(run_until_done(io(), vm().resize_memory(128)).new_mib, 384u);
 }
 
 TEST_F(QemuVm, T6_SaveStateNamesTheProcess) {
@@ -226,15 +226,15 @@ TEST_F(QemuVm, T7_ConcurrentStopsBothCompleteAfterReap) {
     EXPECT_EQ(status.exit_code, 0);  // QMP quit, not SIGKILL
     EXPECT_EQ(status.signal, 0);
   };
-  run_task(io(), stop_twice());
+  run_until_done(io(), stop_twice());
   // Let the concurrent stop finish too.
   for (int i = 0; i < 100 && stopped < 2; ++i) io().run_one_for(10ms);
   EXPECT_EQ(stopped, 2);
   EXPECT_FALSE(vm().is_running());
   EXPECT_FALSE(process_exists(pid));
-  run_task(io(), vm().stop_vm());
-  run_task(io(), vm().cleanup());
-  run_task(io(), vm().cleanup());
+  run_until_done(io(), vm().stop_vm());
+  run_until_done(io(), vm().cleanup());
+  run_until_done(io(), vm().cleanup());
   EXPECT_TRUE(files_in(dir_->path() / "state").empty());
 }
 
