@@ -84,8 +84,7 @@ EOF
   lab_die "containerd did not answer within 10 s"
 }
 
-# ctr with this lab's configuration for the kata runtime.
-lab_ctr() { ctr "$@"; }
+# ctr run with this lab's configuration for the kata runtime.
 lab_run() {  # lab_run [ctr run options] ID CMD...   (image localhost/busybox:latest)
   local options=() foreground=()
   while [[ $1 == -* ]]; do
