@@ -6,7 +6,7 @@
 #
 # Usage (sourced):
 #   LAB_SHIM=<containerd-shim-kata-v2>  LAB_CONFIG=<configuration.toml>
-#   [LAB_KERNEL=<vmlinux> LAB_INITRD=<initrd>]  source lab.sh && lab_start && lab_import_busybox && lab_ctr run ...
+#   [LAB_KERNEL=<vmlinux> LAB_INITRD=<initrd>]  source lab.sh && lab_start && lab_import_busybox && lab_run ID CMD...
 # lab_start installs an EXIT trap that stops everything; call lab_stop yourself to check the result.
 
 lab_die() { echo "lab: $*" >&2; exit 1; }
