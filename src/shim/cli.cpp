@@ -3,10 +3,11 @@
 #include <sys/stat.h>
 
 #include <charconv>
+#include <cstdint>
 #include <system_error>
 #include <vector>
 
-#include <openssl/evp.h>
+#include <nettle/sha2.h>
 
 #include "kata/core/error.hpp"
 #include "kata/persist/file.hpp"
@@ -125,11 +126,12 @@ void validate(Arguments& arguments, bool require_bundle) {
 }
 
 std::string sha256_hex(std::string_view data) {
-  unsigned char digest[EVP_MAX_MD_SIZE];
-  unsigned int length = 0;
-  if (EVP_Digest(data.data(), data.size(), digest, &length, EVP_sha256(), nullptr) != 1) {
-    fail(Errc::internal, "sha256: EVP_Digest failed");
-  }
+  sha256_ctx context;
+  sha256_init(&context);
+  sha256_update(&context, data.size(), reinterpret_cast<const std::uint8_t*>(data.data()));
+  std::uint8_t digest[SHA256_DIGEST_SIZE];
+  sha256_digest(&context, sizeof digest, digest);
+  constexpr unsigned int length = SHA256_DIGEST_SIZE;
   static constexpr char hex[] = "0123456789abcdef";
   std::string out;
   out.reserve(length * 2);
