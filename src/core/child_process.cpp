@@ -4,6 +4,7 @@
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -51,7 +52,9 @@ ExitStatus status_from_siginfo(const siginfo_t& info) {
   return ExitStatus{0, info.si_status};
 }
 
-// Everything below runs in the forked child: only async-signal-safe calls.
+// Everything below runs in the child, which shares the parent's memory until it execs (see
+// spawn): only async-signal-safe calls, and no writes to anything the parent reads later except
+// the report pipe.
 [[noreturn]] void child_fail(int report_fd, ChildStage stage) {
   const ChildFailure failure{stage, errno};
   [[maybe_unused]] auto ignored = ::write(report_fd, &failure, sizeof failure);
@@ -71,11 +74,20 @@ struct ChildPlan {
 };
 
 [[noreturn]] void run_child(const ChildPlan& plan, int report_fd) {
-  // Dispositions set to "ignore" survive exec; the shim ignores SIGPIPE, a VMM must not.
-  sigset_t all;
-  ::sigemptyset(&all);
-  ::sigprocmask(SIG_SETMASK, &all, nullptr);
+  // All signals arrive blocked (spawn blocks them around the clone). A handler of the parent must
+  // never run here, in memory shared with the parent, so every caught signal goes back to its
+  // default before anything is unblocked. Dispositions set to "ignore" survive exec; the shim
+  // ignores SIGPIPE, a VMM must not.
+  for (int sig = 1; sig < NSIG; ++sig) {
+    if (sig == SIGKILL || sig == SIGSTOP) continue;
+    struct sigaction current {};
+    if (::sigaction(sig, nullptr, &current) != 0) continue;  // reserved real-time signals
+    if (current.sa_handler != SIG_DFL && current.sa_handler != SIG_IGN) ::signal(sig, SIG_DFL);
+  }
   for (int sig : {SIGPIPE, SIGTERM, SIGINT, SIGHUP, SIGCHLD, SIGUSR1, SIGUSR2}) ::signal(sig, SIG_DFL);
+  sigset_t none;
+  ::sigemptyset(&none);
+  ::sigprocmask(SIG_SETMASK, &none, nullptr);
 
   if (plan.new_session && ::setsid() < 0) child_fail(report_fd, ChildStage::setsid);
 
@@ -113,6 +125,42 @@ struct ChildPlan {
 
   ::execve(plan.program, plan.argv, plan.envp);
   child_fail(report, ChildStage::exec);
+}
+
+struct ChildStart {
+  const ChildPlan* plan;
+  int report_fd;
+};
+
+int child_entry(void* start) {
+  const auto* what = static_cast<const ChildStart*>(start);
+  run_child(*what->plan, what->report_fd);
+}
+
+// The child's stack while it shares our memory: run_child needs well under a page of it.
+constexpr std::size_t child_stack_size = 64 * 1024;
+
+// Starts run_child in a child that shares our memory and suspends us until it has exec'd or
+// died (what posix_spawn does inside glibc). A fork would copy our page tables and mark every
+// private page copy-on-write, only for the child to throw it all away at exec, and the parent
+// would then take a fault on each page it writes; `shim start` and every QEMU, virtiofsd or
+// logger launch pay that otherwise. Returns the pid, or -1 with errno set.
+pid_t clone_child(const ChildPlan& plan, int report_fd) {
+  void* stack = ::mmap(nullptr, child_stack_size, PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK | MAP_NORESERVE, -1, 0);
+  if (stack == MAP_FAILED) return -1;
+  sigset_t all;
+  sigset_t previous;
+  ::sigfillset(&all);
+  ::pthread_sigmask(SIG_BLOCK, &all, &previous);
+  ChildStart start{&plan, report_fd};
+  const pid_t pid = ::clone(child_entry, static_cast<char*>(stack) + child_stack_size,
+                            CLONE_VM | CLONE_VFORK | SIGCHLD, &start);
+  const int clone_error = errno;
+  ::pthread_sigmask(SIG_SETMASK, &previous, nullptr);
+  ::munmap(stack, child_stack_size);
+  errno = clone_error;
+  return pid;
 }
 
 std::vector<char*> as_argv(std::vector<std::string>& storage) {
@@ -187,9 +235,8 @@ ChildProcess ChildProcess::spawn(const SpawnOptions& options) {
   for (const auto& m : options.extra_fds) add(m.parent_fd, m.child_fd);
 
   Pipe report = make_pipe();
-  const pid_t pid = ::fork();
-  if (pid < 0) fail_errno(errno, "exec {}: fork", program);
-  if (pid == 0) run_child(plan, report.write_end.get());
+  const pid_t pid = clone_child(plan, report.write_end.get());
+  if (pid < 0) fail_errno(errno, "exec {}: clone", program);
 
   report.write_end.reset();
   UniqueFd pidfd(sys_pidfd_open(pid));
