@@ -104,9 +104,19 @@ ProcessIo::ProcessIo(Executor executor, agent::KataAgent& agent, ProcessId proce
       deferred = parse_target(uri).path;
     }
   };
-  if (!stdio.stdout_path.empty()) open_or_defer(stdio.stdout_path, stdout_, stdout_deferred_);
+  if (!stdio.stdout_path.empty()) {
+    open_or_defer(stdio.stdout_path, stdout_, stdout_deferred_);
+  } else {
+    discard_stdout_ = true;
+  }
   // With a terminal the guest merges stderr into the pty: there is no separate stream to copy.
-  if (!stdio.stderr_path.empty() && !stdio.terminal) open_or_defer(stdio.stderr_path, stderr_, stderr_deferred_);
+  if (!stdio.terminal) {
+    if (!stdio.stderr_path.empty()) {
+      open_or_defer(stdio.stderr_path, stderr_, stderr_deferred_);
+    } else {
+      discard_stderr_ = true;
+    }
+  }
 }
 
 void ProcessIo::start_logger(const std::string& uri, const std::string& namespace_name) {
@@ -157,8 +167,8 @@ ProcessIo::~ProcessIo() = default;
 void ProcessIo::start(Gate& gate) {
   if (started_) return;
   started_ = true;
-  const bool has_stdout = stdout_ || !stdout_deferred_.empty();
-  const bool has_stderr = stderr_ || !stderr_deferred_.empty();
+  const bool has_stdout = stdout_ || !stdout_deferred_.empty() || discard_stdout_;
+  const bool has_stderr = stderr_ || !stderr_deferred_.empty() || discard_stderr_;
   outputs_running_ = (has_stdout ? 1 : 0) + (has_stderr ? 1 : 0);
   if (outputs_running_ == 0) output_done_.set();
   auto log_failure = [container = process_.container_id](std::exception_ptr error) {
@@ -199,7 +209,7 @@ Task<void> ProcessIo::copy_output(std::shared_ptr<ProcessIo> self, bool is_stder
   } finish{*self};
   std::optional<Descriptor>& out = is_stderr ? self->stderr_ : self->stdout_;
   const std::string& deferred = is_stderr ? self->stderr_deferred_ : self->stdout_deferred_;
-  if (!out) {
+  if (!out && !deferred.empty()) {
     const auto give_up = std::chrono::steady_clock::now() + reader_wait;
     while (!self->aborted_ && std::chrono::steady_clock::now() < give_up) {
       UniqueFd fd(::open(deferred.c_str(), O_WRONLY | O_NONBLOCK | O_CLOEXEC));

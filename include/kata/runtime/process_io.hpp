@@ -82,6 +82,12 @@ class ProcessIo : public std::enable_shared_from_this<ProcessIo> {
   std::optional<ChildProcess> logger_;
   int outputs_running_ = 0;
   bool started_ = false;
+  // A stream with no destination (an empty stdout/stderr path, as `ctr task exec` without a
+  // terminal may send) is still read from the guest and discarded, like /dev/null: otherwise
+  // the guest's pipe fills and blocks the process, and the agent keeps the exec's record and
+  // descriptors until the container goes (found by bench/shim's exec cycles: EMFILE after 250).
+  bool discard_stdout_ = false;
+  bool discard_stderr_ = false;
   bool aborted_ = false;
   AsyncEvent output_done_;
 };

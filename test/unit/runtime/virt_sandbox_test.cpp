@@ -345,6 +345,13 @@ TEST_F(VirtSandboxTest, ExecAndDuplicateExecAndStdin) {
         EXPECT_EQ(guest.stdin_received, "typed\n");
         EXPECT_TRUE(guest.stdin_closed);
         EXPECT_NE(std::find(guest.calls.begin(), guest.calls.end(), "ExecProcess e1 /bin/cat"), guest.calls.end());
+        // The exec has no stdout path: its output is still read from the guest (and dropped), so
+        // the guest's pipe never fills and the agent can forget the exec.
+        for (int i = 0; i < 200 && guest.pending_output.contains(FakeGuest::key("c1", "e1")); ++i) {
+          asio::steady_timer pause(co_await asio::this_coro::executor, 5ms);
+          co_await pause.async_wait(asio::use_awaitable);
+        }
+        EXPECT_FALSE(guest.pending_output.contains(FakeGuest::key("c1", "e1")));
       },
       settings());
 }
