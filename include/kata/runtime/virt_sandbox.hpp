@@ -34,6 +34,7 @@
 #include "kata/hypervisor/hypervisor.hpp"
 #include "kata/oci/spec.hpp"
 #include "kata/persist/store.hpp"
+#include "kata/resource/rootfs/block_rootfs.hpp"
 #include "kata/resource/share_fs/shared_fs.hpp"
 #include "kata/resource/volume/volumes.hpp"
 #include "kata/runtime/process_io.hpp"

@@ -325,6 +325,7 @@ ContainerVolumes VolumeManager::prepare(const std::string& container_id, const s
           block.host_path = device;
           block.read_only = read_only || block_device_read_only(device);
           block.storage_index = volumes.storages.size();
+          block.description = describe_mount(mount);
           grpc::Storage storage;
           storage.set_driver("blk");
           storage.set_fstype(fstype.empty() ? std::string(default_block_volume_fstype) : std::move(fstype));

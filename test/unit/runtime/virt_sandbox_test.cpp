@@ -521,6 +521,35 @@ TEST_F(VirtSandboxTest, BlockVolumesAttachAndDetachAndFailuresLeaveNothing) {
   EXPECT_FALSE(fs::exists(root_ / "shared" / "sb1"));
 }
 
+// A rootfs that containerd gives as a block device (the devmapper snapshotter's) is attached and
+// mounted by the agent as the container's root, neither mounted on the host nor shared.
+TEST_F(VirtSandboxTest, BlockRootfsIsAttachedAndBecomesTheRoot) {
+  const fs::path thin = root_ / "thin-1";
+  ASSERT_EQ(::mknod(thin.c_str(), S_IFBLK | 0600, makedev(7, 0)), 0);
+  run([&](Sandbox& sandbox, FakeGuest& guest) -> Task<void> {
+        CreateContainerRequest request = create_request("c1");
+        request.rootfs.push_back(RootfsMount{.type = "ext4", .source = thin.string(), .target = {}, .options = {"rw"}});
+        co_await sandbox.create_container(std::move(request));
+        EXPECT_EQ(sandbox.hypervisor().hot_plugged.size(), 1U);
+        const auto& created = guest.containers.at("c1");
+        EXPECT_EQ(created.storages_size(), 1);
+        if (created.storages_size() != 1) co_return;
+        const auto& storage = created.storages(0);
+        EXPECT_EQ(storage.driver(), "blk");
+        EXPECT_EQ(storage.source(), "02/01");
+        EXPECT_EQ(storage.fstype(), "ext4");
+        EXPECT_EQ(created.oci().root().path(), storage.mount_point());
+        EXPECT_TRUE(storage.mount_point().starts_with("/run/kata-containers/sandbox/block/c1-")) << storage.mount_point();
+        EXPECT_FALSE(fs::exists(root_ / "shared" / "sb1" / "rw" / "passthrough" / "c1"));
+        EXPECT_FALSE(is_mount_point(root_ / "bundle" / "rootfs"));
+        co_await sandbox.start_process(c1_init);
+        (void)co_await sandbox.wait_process(c1_init);
+        (void)co_await sandbox.delete_process(c1_init);
+        EXPECT_TRUE(sandbox.hypervisor().hot_plugged.empty());
+      },
+      settings());
+}
+
 TEST(SpecAmendment, KeepsOnlyGuestHooksAndSandboxNamespaces) {
   oci::Spec spec = oci::parse_spec(R"({"ociVersion":"1.0.2","root":{"path":"rootfs"},
     "hooks":{"prestart":[{"path":"/p"}],"startContainer":[{"path":"/s"}],"poststop":[{"path":"/q"}]},

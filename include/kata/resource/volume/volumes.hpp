@@ -119,6 +119,8 @@ struct BlockVolumeDevice {
   bool read_only = false;
   /// Which of ContainerVolumes::storages mounts it; its source is set to the guest PCI path.
   std::size_t storage_index = 0;
+  /// What it is for, in errors: "volume /data (source /dev/loop0)", "rootfs (source ...)".
+  std::string description;
 };
 
 /// A container's mounts ready for CreateContainer. Holding it keeps the shares alive; dropping

@@ -346,7 +346,10 @@ Task<pid_t> VirtSandbox<H, T>::create_container(CreateContainerRequest request) 
     if (request.rootfs.size() > 1) {
       fail(Errc::invalid_argument, "{} rootfs mounts given; one (overlay or bind) is supported", request.rootfs.size());
     }
-    if (request.rootfs.size() == 1) {
+    // --- volumes (resource/volume): a block-device rootfs (devmapper) is attached, not shared ---
+    const bool block_rootfs = resource::classify_rootfs(request.rootfs) == resource::RootfsKind::block;
+    // --- end volumes ---
+    if (request.rootfs.size() == 1 && !block_rootfs) {
       const RootfsMount& layer = request.rootfs.front();
       std::filesystem::create_directories(rootfs_dir);
       container->rootfs_layer = with_context("mount rootfs", [&] {
@@ -356,15 +359,25 @@ Task<pid_t> VirtSandbox<H, T>::create_container(CreateContainerRequest request) 
     // Shared writable even for root.readonly (CRI's pause container): the guest creates mount
     // points in it first and applies readonly afterwards, as runc does; a read-only share would
     // refuse the mount points ("create mount point proc: Read-only file system").
-    container->rootfs_share = with_context("share rootfs", [&] {
-      return shared_fs_->share(rootfs_dir, std::filesystem::path(id) / "rootfs", false);
-    });
+    if (!block_rootfs) {
+      container->rootfs_share = with_context("share rootfs", [&] {
+        return shared_fs_->share(rootfs_dir, std::filesystem::path(id) / "rootfs", false);
+      });
+    }
 
     // --- volumes (resource/volume): bind, shm, ephemeral, local, block and direct volumes ---
     container->volumes = volumes_->prepare(id, spec.mounts);
     spec.mounts = container->volumes.mounts;
+    std::string guest_rootfs = container->rootfs_share.guest_path();
+    if (block_rootfs) {
+      resource::BlockRootfs rootfs = resource::block_rootfs(id, request.rootfs.front());
+      rootfs.device.storage_index = container->volumes.storages.size();
+      guest_rootfs = rootfs.storage.mount_point();
+      container->volumes.storages.push_back(std::move(rootfs.storage));
+      container->volumes.block_devices.push_back(std::move(rootfs.device));
+    }
     // --- end volumes ---
-    amend_container_spec(spec, container->rootfs_share.guest_path(), settings_.config.runtime);
+    amend_container_spec(spec, guest_rootfs, settings_.config.runtime);
     container->init->io =
         ProcessIo::open(executor_, *agent_, container->init->id, request.stdio, settings_.namespace_name);
   });
@@ -385,10 +398,23 @@ Task<pid_t> VirtSandbox<H, T>::create_container(CreateContainerRequest request) 
   }
   if (failure) {
     co_await detach_block_volumes(std::move(container->attached_devices));
+    // The guest names the storage it could not mount by its mount point; say which volume that is.
+    std::string subject;
+    const std::string message = describe(failure);
+    for (const auto& block : container->volumes.block_devices) {
+      if (message.find(container->volumes.storages.at(block.storage_index).mount_point()) != std::string::npos) {
+        subject = block.description;
+      }
+    }
     try {
       std::rethrow_exception(failure);
     } catch (...) {
-      rethrow_with_context(context);
+      if (subject.empty()) rethrow_with_context(context);
+      try {
+        rethrow_with_context(subject);
+      } catch (...) {
+        rethrow_with_context(context);
+      }
     }
   }
   // --- end volumes ---
