@@ -297,8 +297,8 @@ from-host" "the pod after its failed containers"
   done
   [[ -z $(grep -E "/(volmissing|volblank)[/ ]" /proc/self/mounts) ]] || fail "mounts of the failed containers are left"
 
-  ctr tasks kill -s KILL "$pod" >/dev/null
-  wait_status "$pod" STOPPED 20
+  out=$(ctr tasks kill -s KILL "$pod" 2>&1) || fail "ctr tasks kill $pod: $out"
+  wait_status "$pod" STOPPED 30
   remove "$pod"
   vol_cleanup
 }
