@@ -13,10 +13,11 @@ set -euo pipefail
 readonly SCRIPT_VERSION=1
 readonly KERNEL_META_PACKAGE=linux-image-amd64
 # What the agent needs: the transports (virtio-serial, vsock), block and network devices, the
-# shared filesystems (9p, virtio-fs, overlay for the rootfs), memory hotplug/balloon, and pmem for
-# nvdimm rootfs images. modprobe resolves their dependencies below.
+# shared filesystems (9p, virtio-fs, overlay for the rootfs), ext4 for block and direct volumes,
+# memory hotplug/balloon, and pmem for nvdimm rootfs images. modprobe resolves their dependencies
+# below.
 readonly MODULES="virtio_pci virtio_console virtio_blk virtio_net vmw_vsock_virtio_transport
-  9pnet_virtio 9p virtiofs overlay virtio_mem virtio_balloon libnvdimm nd_pmem nd_btt nfit"
+  9pnet_virtio 9p virtiofs overlay ext4 virtio_mem virtio_balloon libnvdimm nd_pmem nd_btt nfit"
 readonly BUSYBOX=/bin/busybox
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 readonly SCRIPT_DIR

@@ -14,6 +14,7 @@
 #include "kata/oci/k8s.hpp"
 #include "kata/persist/process.hpp"
 #include "kata/resource/cpu_mem/initial_size.hpp"
+#include "kata/resource/volume/volumes.hpp"
 
 namespace kata::runtime::virt_container {
 namespace {
@@ -79,6 +80,7 @@ VirtSandboxSettings settings_for(const shim::SandboxSetup& setup, const oci::Spe
   const oci::NetworkNamespace netns = oci::network_namespace(spec);
   if (netns.kind == oci::NetworkNamespace::Kind::existing) settings.network_namespace = netns.path;
   settings.on_oom = setup.on_oom;
+  settings.shm_size = resource::sandbox_shm_size(spec.mounts);
   settings.config = std::move(config);
   log.info("configuration {} ({} drop-ins), {} vCPUs, {} MiB", loaded.file.string(), loaded.drop_ins.size(),
            resource::cpu_mem::boot_vcpus(settings.config.active_hypervisor().cpu.default_vcpus),

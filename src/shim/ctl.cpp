@@ -23,8 +23,24 @@ std::optional<CtlOptions> parse_ctl_options(int argc, char** argv, int& exit_cod
   app.add_option("--id", options.id, "container and sandbox id (default: the bundle's directory name)");
   app.add_option("--config", options.config_path, "configuration.toml (default: the runtime's search order)");
   app.add_option("--namespace", options.namespace_name, "containerd namespace to report (default: default)");
+  std::vector<std::string> rootfs_mounts;
+  app.add_option("--rootfs-mount", rootfs_mounts,
+                 "TYPE,SOURCE[,OPTION...]: a rootfs mount as a snapshotter gives it (e.g. ext4,/dev/loop0,rw)");
   try {
     app.parse(argc, argv);
+    for (const std::string& text : rootfs_mounts) {
+      std::vector<std::string> fields;
+      std::size_t start = 0;
+      for (std::size_t comma; (comma = text.find(',', start)) != std::string::npos; start = comma + 1) {
+        fields.push_back(text.substr(start, comma - start));
+      }
+      fields.push_back(text.substr(start));
+      if (fields.size() < 2 || fields[0].empty() || fields[1].empty()) {
+        throw CLI::ValidationError("--rootfs-mount", "'" + text + "' is not TYPE,SOURCE[,OPTION...]");
+      }
+      options.rootfs.push_back(runtime::RootfsMount{
+          .type = fields[0], .source = fields[1], .target = {}, .options = {fields.begin() + 2, fields.end()}});
+    }
   } catch (const CLI::ParseError& error) {
     exit_code = app.exit(error);
     return std::nullopt;

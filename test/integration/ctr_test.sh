@@ -177,6 +177,176 @@ case_bad_input() {
   lab_assert_gone badqemu || fail "failed QEMU start left something behind"
 }
 
+# Volumes (docs/volumes.md) in one pod sandbox, its containers joined through the CRI
+# annotations: bind mounts of directories and files (read-only ones refuse writes with EROFS), a
+# sized /dev/shm, a Kubernetes memory emptyDir (a guest tmpfs shared by the pod's containers), a
+# guest-local volume, a direct volume (mountInfo.json) and a block volume (a loop device,
+# hotplugged and unplugged again). Bad volumes fail their container alone: the pod keeps running
+# and nothing of them is left (no share, no device).
+vol_loops=() vol_direct_dir=
+vol_cleanup() {
+  lab_stop
+  local loop
+  for loop in "${vol_loops[@]}"; do losetup -d "$loop" 2>/dev/null; done
+  [[ -n $vol_direct_dir ]] && rm -rf "$vol_direct_dir" && rmdir --ignore-fail-on-non-empty "${vol_direct_dir%/*}"
+  vol_loops=() vol_direct_dir=
+}
+
+# A loop device for FILE; the case is skipped (77) where the machine has no loop devices.
+vol_losetup() {
+  if [[ ! -e /dev/loop-control ]]; then
+    echo "SKIP: no loop devices here (/dev/loop-control is missing); block volume cases need them" >&2
+    vol_cleanup
+    exit 77
+  fi
+  local loop
+  loop=$(losetup --find --show "$1") || fail "losetup $1"
+  vol_loops+=("$loop")
+  echo "$loop"
+}
+
+vol_join() {  # vol_join ID [ctr run options] -- CMD...: a container of the pod volpod
+  local id=$1 options=()
+  shift
+  while [[ $1 != -- ]]; do options+=("$1"); shift; done
+  shift
+  lab_run --annotation=io.kubernetes.cri.container-type=container --annotation=io.kubernetes.cri.sandbox-id=volpod \
+    "${options[@]}" "$id" "$@"
+}
+
+case_volumes() {
+  trap vol_cleanup EXIT
+  local w=$LAB/work/vol out pod=volpod
+  mkdir -p "$w/data" "$w/rw" "$w/local" "$w/shm" "$w/blockfs" "$w/directfs" "$w/pod/volumes/kubernetes.io~empty-dir/cache"
+  echo from-host >"$w/data/hello"
+  echo config-line >"$w/config"
+  mount -t tmpfs -o size=24m shm "$w/shm" || fail "mount the pod's shm"
+  mount -t tmpfs -o size=4m tmpfs "$w/pod/volumes/kubernetes.io~empty-dir/cache" || fail "mount the memory emptyDir"
+  echo block-content >"$w/blockfs/block-hello"
+  echo direct-content >"$w/directfs/direct-hello"
+  truncate -s 16M "$w/block.img" "$w/direct.img" "$w/blank.img" &&
+    mkfs.ext4 -q -d "$w/blockfs" "$w/block.img" && mkfs.ext4 -q -d "$w/directfs" "$w/direct.img" ||
+    fail "making the disk images"
+  local block_loop blank_loop
+  vol_losetup "$w/block.img" >/dev/null && block_loop=${vol_loops[-1]}
+  vol_losetup "$w/blank.img" >/dev/null && blank_loop=${vol_loops[-1]}
+  # A direct volume as kata-ctl direct-volume add writes it: the volume path need not exist.
+  local volume_path=$w/direct-volume
+  vol_direct_dir=/run/kata-containers/shared/direct-volumes/$(printf '%s' "$volume_path" | base64 -w0 | tr '+/' '-_')
+  mkdir -p "$vol_direct_dir"
+  printf '{"volume-type":"directvol","device":"%s","fstype":"ext4","options":[]}' "$w/direct.img" >"$vol_direct_dir/mountInfo.json"
+
+  lab_run -d --annotation=io.kubernetes.cri.container-type=sandbox \
+    --mount="type=bind,src=$w/data,dst=/ro-data,options=rbind:ro" \
+    --mount="type=bind,src=$w/rw,dst=/rw-data,options=rbind:rw" \
+    --mount="type=bind,src=$w/config,dst=/etc/vol-config,options=rbind:ro" \
+    --mount="type=bind,src=$w/shm,dst=/dev/shm,options=rbind:rw" \
+    --mount="type=bind,src=$w/pod/volumes/kubernetes.io~empty-dir/cache,dst=/cache,options=rbind:rw" \
+    --mount="type=local,src=$w/local,dst=/local,options=rbind:rw" \
+    --mount="type=bind,src=$volume_path,dst=/direct,options=rbind:ro" \
+    "$pod" /bin/sh -c 'while true; do sleep 1; done' >/dev/null || fail "ctr run -d $pod with volumes failed"
+  wait_status "$pod" RUNNING 10
+
+  # (The image's busybox has no cut or tail: fields are split by the shell.)
+  local fstype='fstype() { while read -r _ m t _; do [ "$m" = "$1" ] && echo "$t"; done </proc/mounts; }'
+  local erofs='erofs() { (echo x >"$1") 2>&1 | grep -o "Read-only file system" || echo "$1 is writable"; }'
+  out=$(ctr tasks exec --exec-id v1 "$pod" /bin/sh -c "$fstype; $erofs"'
+    cat /ro-data/hello; erofs /ro-data/new
+    echo from-guest >/rw-data/written; cat /etc/vol-config; erofs /etc/vol-config
+    set -- $(df -k /dev/shm | grep -v Filesystem); echo shm=$2
+    echo cache=$(fstype /cache); echo shared >/cache/by-pod
+    echo local-file >/local/f; echo local=$(cat /local/f)
+    cat /direct/direct-hello; echo direct=$(fstype /direct); erofs /direct/new
+    echo disks=$(ls /sys/block | grep -c ^vd)') || fail "exec in $pod failed: $out"
+  expect_eq "$out" "from-host
+Read-only file system
+config-line
+Read-only file system
+shm=24576
+cache=tmpfs
+local=local-file
+direct-content
+direct=ext4
+Read-only file system
+disks=1" "volumes seen by the pod's first container"
+  expect_eq "$(cat "$w/rw/written")" from-guest "a write to a read-write bind volume, seen on the host"
+  local leaked
+  leaked=$(find "$w/local" "$w/pod/volumes/kubernetes.io~empty-dir/cache" -mindepth 1)
+  [[ -z $leaked ]] || fail "local and memory emptyDir volumes reached the host: $leaked"
+
+  # A second container: the same emptyDir (the pod's one tmpfs) and a block volume, hotplugged
+  # for it and unplugged when it is deleted.
+  out=$(vol_join volblk --rm --mount="type=bind,src=$w/pod/volumes/kubernetes.io~empty-dir/cache,dst=/cache,options=rbind:rw" \
+    --mount="type=bind,src=$block_loop,dst=/blk,options=rbind:rw" \
+    -- /bin/sh -c "$fstype"'; cat /cache/by-pod; cat /blk/block-hello; echo blk=$(fstype /blk)
+      echo from-container >/blk/written; sync' 2>&1) || fail "the block-volume container failed: $out"
+  expect_eq "$out" "shared
+block-content
+blk=ext4" "volumes seen by the pod's second container"
+  out=$(ctr tasks exec --exec-id v2 "$pod" /bin/sh -c 'echo disks=$(ls /sys/block | grep -c ^vd)') || fail "exec v2: $out"
+  expect_eq "$out" "disks=1" "hotplugged disks once the block-volume container is deleted"
+  expect_eq "$(debugfs -R "cat /written" "$w/block.img" 2>/dev/null)" from-container "the block volume's write on the host device"
+
+  # Bad volumes: one error naming the volume and its source; the pod runs on, nothing is left.
+  out=$(vol_join volmissing --rm --mount="type=bind,src=$w/absent,dst=/missing-volume,options=rbind:ro" -- /bin/true 2>&1) &&
+    fail "a container with a missing volume source ran: $out"
+  expect_contains "$out" "volume /missing-volume (source $w/absent)" "error for a missing volume source"
+  out=$(vol_join volblank --rm --mount="type=bind,src=$blank_loop,dst=/blank,options=rbind:rw" -- /bin/true 2>&1) &&
+    fail "a block volume without a filesystem was mounted: $out"
+  expect_contains "$out" "volume /blank (source $blank_loop)" "error for a block volume without a filesystem"
+  ctr tasks delete -f volmissing >/dev/null 2>&1; ctr containers delete volmissing >/dev/null 2>&1
+  ctr tasks delete -f volblank >/dev/null 2>&1; ctr containers delete volblank >/dev/null 2>&1
+  wait_status "$pod" RUNNING 1
+  out=$(ctr tasks exec --exec-id v3 "$pod" /bin/sh -c 'echo disks=$(ls /sys/block | grep -c ^vd); cat /ro-data/hello') ||
+    fail "exec after the failed containers: $out"
+  expect_eq "$out" "disks=1
+from-host" "the pod after its failed containers"
+  local share
+  for share in /run/kata-containers/shared/sandboxes/$pod/rw/passthrough/*; do
+    case ${share##*/} in
+      "$pod" | volpod-*) ;;
+      *) fail "left in the pod's shared directory: $share" ;;
+    esac
+  done
+  [[ -z $(grep -E "/(volmissing|volblank)[/ ]" /proc/self/mounts) ]] || fail "mounts of the failed containers are left"
+
+  out=$(ctr tasks kill -s KILL "$pod" 2>&1) || fail "ctr tasks kill $pod: $out"
+  wait_status "$pod" STOPPED 30
+  remove "$pod"
+  vol_cleanup
+}
+
+# A block-device rootfs as the devmapper snapshotter gives one (docs/volumes.md: containerd's
+# devmapper snapshotter cannot run on this host, so shim-ctl hands the runtime the mount a
+# snapshotter would): an ext4 loop device attached to the VM and mounted by the agent as /.
+case_block_rootfs() {
+  trap vol_cleanup EXIT
+  local bundle=$LAB/work/blk-bundle tree=$LAB/work/blk-tree out code loop
+  mkdir -p "$bundle/rootfs" "$tree/bin" "$tree/proc" "$tree/dev" "$tree/sys" "$tree/tmp"
+  cp /bin/busybox "$tree/bin/busybox"
+  ln -s busybox "$tree/bin/sh"
+  echo in-the-image >"$tree/marker"
+  truncate -s 32M "$LAB/work/rootfs.img" && mkfs.ext4 -q -d "$tree" "$LAB/work/rootfs.img" || fail "making the rootfs image"
+  vol_losetup "$LAB/work/rootfs.img" >/dev/null && loop=${vol_loops[-1]}
+  cat >"$bundle/config.json" <<'JSON'
+{"ociVersion": "1.0.2",
+ "process": {"args": ["/bin/sh", "-c", "cat /marker; while read -r _ m t _; do [ \"$m\" = / ] && echo root=$t; done </proc/mounts; echo from-guest >/written; sync"],
+             "cwd": "/", "env": ["PATH=/bin"], "user": {"uid": 0, "gid": 0}},
+ "root": {"path": "rootfs"},
+ "mounts": [{"destination": "/proc", "type": "proc", "source": "proc"}],
+ "linux": {"namespaces": [{"type": "mount"}, {"type": "pid"}, {"type": "ipc"}, {"type": "uts"}]}}
+JSON
+  out=$(timeout -k 5 180 "${LAB_SHIM_CTL:?LAB_SHIM_CTL}" --bundle "$bundle" --id blkroot --config "$LAB/kata/configuration.toml" \
+    --rootfs-mount "ext4,$loop,rw")
+  code=$?
+  expect_eq "$code" 0 "shim-ctl's exit status"
+  expect_eq "$out" "in-the-image
+root=ext4" "the container on a block-device rootfs"
+  expect_eq "$(debugfs -R "cat /written" "$LAB/work/rootfs.img" 2>/dev/null)" from-guest "a write to the rootfs, on the host device"
+  lab_assert_gone blkroot || fail "the block-rootfs sandbox left something behind"
+  vol_cleanup
+}
+
 # shim-ctl: the same runtime driven from an OCI bundle without containerd.
 case_shim_ctl() {
   local bundle=$LAB/work/ctl-bundle out code

@@ -62,15 +62,15 @@ TEST(Storage, EphemeralIsATmpfsUnmountedWithItsOwner) {
 
 TEST(Storage, UnknownDriversAndBadRequestsAreRefused) {
   grpc::Storage storage;
-  storage.set_driver("blk");
-  storage.set_source("/dev/vda");
+  storage.set_driver("nvdimm");
+  storage.set_source("/dev/pmem0");
   storage.set_mount_point("/run/x");
   try {
     (void)mount_storage(storage);
-    FAIL() << "blk was accepted";
+    FAIL() << "nvdimm was accepted";
   } catch (const Error& error) {
     EXPECT_EQ(error.code(), Errc::not_supported);
-    EXPECT_NE(describe(error).find("'blk'"), std::string::npos) << describe(error);
+    EXPECT_NE(describe(error).find("'nvdimm'"), std::string::npos) << describe(error);
   }
   storage.set_driver("9p");
   storage.set_mount_point("relative");
@@ -80,6 +80,77 @@ TEST(Storage, UnknownDriversAndBadRequestsAreRefused) {
   } catch (const Error& error) {
     EXPECT_EQ(error.code(), Errc::invalid_argument);
   }
+}
+
+// A sysfs tree as the guest kernel shows a virtio-blk disk hotplugged behind pcie-root-port
+// 00:1e.0 (secondary bus 01).
+void make_hotplugged_disk(const std::filesystem::path& sysfs, const std::string& disk) {
+  const auto port = sysfs / "devices/pci0000:00/0000:00:1e.0";
+  std::filesystem::create_directories(port / "pci_bus/0000:01");
+  std::filesystem::create_directories(port / "0000:01:00.0/virtio3/block" / disk);
+  std::filesystem::create_directories(port / "0000:01:00.0/driver");
+}
+
+TEST(Storage, BlockDeviceIsFoundByItsPciPath) {
+  const testing::TempDir dir("storage");
+  StorageEnvironment environment;
+  environment.sysfs = dir.path() / "sys";
+  environment.dev = dir.path() / "dev";
+  EXPECT_EQ(block_device_at("1e/00", environment), std::nullopt);  // not there yet
+  make_hotplugged_disk(environment.sysfs, "vdb");
+  EXPECT_EQ(block_device_at("1e/00", environment), environment.dev / "vdb");
+  EXPECT_EQ(block_device_at("1E/0", environment), environment.dev / "vdb");
+  EXPECT_EQ(block_device_at("1e/01", environment), std::nullopt);
+  EXPECT_EQ(block_device_at("1d/00", environment), std::nullopt);
+  EXPECT_EQ(block_device_at("1e", environment), std::nullopt);  // the port itself has no disk
+  for (const char* bad : {"", "1e/", "/00", "20/00", "1e/zz", "123/00", "1e//00"}) {
+    EXPECT_THROW((void)block_device_at(bad, environment), Error) << bad;
+  }
+}
+
+TEST(Storage, BlockStorageWaitsForItsDeviceThenNamesThePciPath) {
+  const testing::TempDir dir("storage");
+  StorageEnvironment environment;
+  environment.sysfs = dir.path() / "sys";
+  environment.dev = dir.path() / "dev";
+  environment.device_timeout = std::chrono::milliseconds(200);
+  grpc::Storage storage;
+  storage.set_driver("blk");
+  storage.set_source("1e/00");
+  storage.set_fstype("ext4");
+  storage.set_mount_point((dir.path() / "mnt").string());
+  const auto started = std::chrono::steady_clock::now();
+  try {
+    (void)mount_storage(storage, environment);
+    FAIL() << "a device that never appeared was mounted";
+  } catch (const Error& error) {
+    EXPECT_EQ(error.code(), Errc::deadline_exceeded);
+    EXPECT_NE(describe(error).find("PCI path 1e/00"), std::string::npos) << describe(error);
+  }
+  EXPECT_GE(std::chrono::steady_clock::now() - started, std::chrono::milliseconds(200));
+  storage.set_source("zz");
+  EXPECT_THROW((void)mount_storage(storage, environment), Error);
+  storage.set_source("1e/00");
+  storage.clear_fstype();
+  EXPECT_THROW((void)mount_storage(storage, environment), Error);
+}
+
+TEST(Storage, FsGroupOwnsTheVolume) {
+  if (::geteuid() != 0) GTEST_SKIP() << "chown needs root";
+  const testing::TempDir dir("storage");
+  grpc::Storage storage;
+  storage.set_driver("local");
+  storage.set_mount_point((dir.path() / "vol").string());
+  storage.add_options("mode=0750");
+  storage.add_options("fsgid=4321");
+  const StorageMount mounted = mount_storage(storage);
+  struct stat st {};
+  ASSERT_EQ(::stat((dir.path() / "vol").c_str(), &st), 0);
+  EXPECT_EQ(st.st_gid, 4321u);
+  EXPECT_EQ(st.st_mode & 07777, 02770u);
+  storage.set_mount_point((dir.path() / "vol2").string());
+  storage.set_options(1, "fsgid=users");
+  EXPECT_THROW((void)mount_storage(storage), Error);
 }
 
 }  // namespace

@@ -34,7 +34,9 @@
 #include "kata/hypervisor/hypervisor.hpp"
 #include "kata/oci/spec.hpp"
 #include "kata/persist/store.hpp"
+#include "kata/resource/rootfs/block_rootfs.hpp"
 #include "kata/resource/share_fs/shared_fs.hpp"
+#include "kata/resource/volume/volumes.hpp"
 #include "kata/runtime/process_io.hpp"
 #include "kata/runtime/task_runtime.hpp"
 
@@ -55,6 +57,9 @@ struct VirtSandboxSettings {
   std::filesystem::path network_namespace;
   std::string hostname;
   std::vector<std::string> dns;
+  /// Size of the sandbox's /dev/shm tmpfs in the guest (resource::sandbox_shm_size of the
+  /// sandbox container's spec).
+  std::uint64_t shm_size = resource::default_shm_size;
   /// How long booting may take, VM start to agent ready.
   std::chrono::milliseconds boot_timeout{60'000};
   OomHandler on_oom;
@@ -122,7 +127,10 @@ class VirtSandbox {
     std::map<std::string, ProcessPtr, std::less<>> execs;
     ScopedMount rootfs_layer;  // containerd's snapshot mounted at <bundle>/rootfs, if given
     resource::SharedPath rootfs_share;
-    std::vector<resource::SharedPath> volume_shares;
+    // --- volumes (resource/volume) ---
+    resource::ContainerVolumes volumes;        // holds the container's shares
+    std::vector<std::string> attached_devices;  // block/direct volumes, detached after RemoveContainer
+    // --- end volumes ---
   };
 
   Task<void> ensure_running();
@@ -139,6 +147,10 @@ class VirtSandbox {
   [[nodiscard]] const ProcessPtr& find_process(const ProcessId& id) const;
   [[nodiscard]] agent::KataAgent& agent();
   [[nodiscard]] static ProcessPtr make_process(ProcessId id, Stdio stdio, Executor executor);
+  // --- volumes (resource/volume) ---
+  Task<void> attach_block_volumes(resource::ContainerVolumes& volumes, std::vector<std::string>& attached);
+  Task<void> detach_block_volumes(std::vector<std::string> attached) noexcept;
+  // --- end volumes ---
 
   Executor executor_;
   VirtSandboxSettings settings_;
@@ -149,6 +161,7 @@ class VirtSandbox {
   AsyncMutex lifecycle_;
   State state_ = State::created;
   std::optional<resource::SharedFs> shared_fs_;
+  std::optional<resource::VolumeManager> volumes_;  // volumes (resource/volume); refers to shared_fs_
   std::optional<agent::KataAgent> agent_;
   bool state_dir_created_ = false;
   std::uint64_t generation_ = 0;  // boot attempts; watchers of an old attempt ignore its VMM's exit

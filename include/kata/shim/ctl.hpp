@@ -6,7 +6,9 @@
 //     int main(int argc, char** argv) { return kata::shim::run_ctl<QemuFactory>(argc, argv); }
 //
 // usage: kata-shim-ctl-<variant> --bundle DIR [--id ID] [--config FILE] [--namespace NS]
-//   The bundle holds config.json and a rootfs/ directory (no snapshot mounts). The container's
+//                               [--rootfs-mount TYPE,SOURCE[,OPTION...]]
+//   The bundle holds config.json and a rootfs/ directory, or the rootfs comes as the mount a
+//   snapshotter would give (a block device: the devmapper snapshotter's case). The container's
 //   stdout and stderr are copied to ours; its stdin is not connected. SIGINT/SIGTERM are
 //   forwarded to the container as SIGTERM; a second one kills it. Exits with the container's
 //   exit status (128 + signal when it was killed), or 125 when the runtime failed, with the

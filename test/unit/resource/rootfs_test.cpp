@@ -3,7 +3,11 @@
 // bundle rootfs, each visible through the sandbox's read-only view.
 #include "kata/resource/rootfs/shared_rootfs.hpp"
 
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
+
+#include <regex>
 
 #include <optional>
 
@@ -11,6 +15,7 @@
 #include <gtest/gtest.h>
 
 #include "kata/core/error.hpp"
+#include "kata/resource/rootfs/block_rootfs.hpp"
 #include "unit/resource/test_support.hpp"
 
 namespace kata::resource {
@@ -184,6 +189,46 @@ TEST_F(RootfsTest, ShareFailureUnmountsTheLayer) {
     EXPECT_EQ(code_of(error), Errc::already_exists);
   }
   EXPECT_FALSE(is_mount_point(bundle_ / "rootfs"));
+}
+
+runtime::RootfsMount rootfs_mount(std::string type, std::string source, std::vector<std::string> options = {}) {
+  return runtime::RootfsMount{.type = std::move(type), .source = std::move(source), .target = {}, .options = std::move(options)};
+}
+
+// The devmapper snapshotter's rootfs is a block device (a thin device); an image file counts
+// with the "loop" option. Classified from the host alone, as upstream's is_block_rootfs.
+TEST_F(RootfsTest, BlockRootfsClassificationAndStorage) {
+  const fs::path device = dir_ / "thin-1";
+  ASSERT_EQ(::mknod(device.c_str(), S_IFBLK | 0600, makedev(7, 0)), 0);
+  write_file(dir_ / "rootfs.img", "");
+  EXPECT_EQ(classify_rootfs({}), RootfsKind::bundle);
+  EXPECT_EQ(classify_rootfs({rootfs_mount("ext4", device.string())}), RootfsKind::block);
+  EXPECT_EQ(classify_rootfs({rootfs_mount("ext4", (dir_ / "rootfs.img").string(), {"loop"})}), RootfsKind::block);
+  EXPECT_EQ(classify_rootfs({rootfs_mount("ext4", (dir_ / "rootfs.img").string())}), RootfsKind::layer);
+  EXPECT_EQ(classify_rootfs({overlay_layer()}), RootfsKind::layer);
+  EXPECT_EQ(classify_rootfs({rootfs_mount("bind", bundle_.string(), {"rbind"})}), RootfsKind::layer);
+  EXPECT_EQ(classify_rootfs({rootfs_mount("ext4", "/nonexistent/thin")}), RootfsKind::layer);
+  EXPECT_EQ(classify_rootfs({rootfs_mount("fuse.nydus-overlayfs", "overlay")}), RootfsKind::nydus);
+  EXPECT_EQ(classify_rootfs({rootfs_mount("overlay", "overlay", {"io.katacontainers.volume=e30="})}),
+            RootfsKind::virtual_volume);
+  EXPECT_EQ(classify_rootfs({overlay_layer(), overlay_layer()}), RootfsKind::multiple);
+
+  const BlockRootfs rootfs = block_rootfs("container-long-id", rootfs_mount("xfs", device.string(), {"rw", "loop", "rbind"}));
+  EXPECT_TRUE(std::regex_match(rootfs.device.device_id, std::regex("container--[0-9a-f]{8}-rootfs"))) << rootfs.device.device_id;
+  EXPECT_EQ(rootfs.device.host_path, device);
+  EXPECT_FALSE(rootfs.device.read_only);
+  EXPECT_EQ(rootfs.storage.driver(), "blk");
+  EXPECT_EQ(rootfs.storage.fstype(), "xfs");
+  EXPECT_EQ(rootfs.storage.mount_point(), "/run/kata-containers/sandbox/block/" + rootfs.device.device_id);
+  EXPECT_THAT(rootfs.storage.options(), ::testing::ElementsAre("rw", "nouuid"));
+  try {
+    (void)block_rootfs("c9", rootfs_mount("", device.string()));
+    FAIL();
+  } catch (const Error& error) {
+    EXPECT_EQ(code_of(error), Errc::invalid_argument);
+    EXPECT_THAT(describe(error), HasSubstr("container c9"));
+    EXPECT_THAT(describe(error), HasSubstr(device.string()));
+  }
 }
 
 }  // namespace

@@ -3,6 +3,8 @@
 #include "kata/resource/volume/volumes.hpp"
 
 #include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include <optional>
@@ -50,6 +52,50 @@ TEST(VolumeKinds, Classification) {
   EXPECT_EQ(classify_volume(make_mount("/procfs-like", "bind", "/procedures")), VolumeKind::shared_bind);
   for (const char* type : {"proc", "tmpfs", "devpts", "sysfs", "mqueue", "cgroup"}) {
     EXPECT_EQ(classify_volume(make_mount("/x", type, type)), VolumeKind::unchanged) << type;
+  }
+}
+
+TEST(VolumeKinds, LocalTypeAndDirectVolumesWithoutTheHost) {
+  VolumeEnvironment environment;
+  environment.direct_volume_root = "/nonexistent/direct-volumes";
+  EXPECT_EQ(classify_volume(make_mount("/cache", "local", "/var/lib/x/cache"), environment), VolumeKind::local);
+  // No direct-volume directory: a bind of a missing source is a shared bind (whose share then
+  // reports the missing source).
+  EXPECT_EQ(classify_volume(make_mount("/data", "bind", "/nonexistent/volume", {"rbind"}), environment),
+            VolumeKind::shared_bind);
+  EXPECT_EQ(to_string(VolumeKind::direct), "direct");
+}
+
+TEST(VolumeKinds, Base64UrlAsUpstreamJoinPath) {
+  EXPECT_EQ(base64url_encode(""), "");
+  EXPECT_EQ(base64url_encode("f"), "Zg==");
+  EXPECT_EQ(base64url_encode("fo"), "Zm8=");
+  EXPECT_EQ(base64url_encode("foo"), "Zm9v");
+  // The URL-safe alphabet: '-' and '_' where standard base64 has '+' and '/'.
+  EXPECT_EQ(base64url_encode("\xfb\xff\xbf"), "-_-_");
+  // kata-ctl direct-volume add --volume-path /mnt/disk writes under L21udC9kaXNr.
+  EXPECT_EQ(direct_volume_dir("/run/kata-containers/shared/direct-volumes", "/mnt/disk"),
+            "/run/kata-containers/shared/direct-volumes/L21udC9kaXNr");
+}
+
+TEST(VolumeKinds, ShmSizeFromTmpfsOptions) {
+  EXPECT_EQ(sandbox_shm_size({make_mount("/dev/shm", "tmpfs", "shm", {"nosuid", "size=65536k"})}), 64ULL << 20);
+  EXPECT_EQ(sandbox_shm_size({make_mount("/dev/shm", "tmpfs", "shm", {"size=32m"})}), 32ULL << 20);
+  EXPECT_EQ(sandbox_shm_size({make_mount("/dev/shm", "tmpfs", "shm", {"size=1G"})}), 1ULL << 30);
+  EXPECT_EQ(sandbox_shm_size({make_mount("/dev/shm", "tmpfs", "shm", {"size=4096"})}), 4096U);
+  EXPECT_EQ(sandbox_shm_size({make_mount("/dev/shm", "tmpfs", "shm", {"nosuid"})}), default_shm_size);
+  // The last /dev/shm mount wins, as it does in the container.
+  EXPECT_EQ(sandbox_shm_size({make_mount("/dev/shm", "tmpfs", "shm", {"size=1m"}),
+                              make_mount("/dev/shm", "tmpfs", "shm", {"size=2m"})}),
+            2ULL << 20);
+  for (const char* bad : {"size=50%", "size=", "size=12x", "size=0", "size=k"}) {
+    try {
+      (void)sandbox_shm_size({make_mount("/dev/shm", "tmpfs", "shm", {bad})});
+      ADD_FAILURE() << bad << " was accepted";
+    } catch (const Error& error) {
+      EXPECT_EQ(code_of(error), Errc::invalid_argument);
+      EXPECT_THAT(describe(error), HasSubstr(bad));
+    }
   }
 }
 
@@ -229,6 +275,131 @@ TEST_F(VolumeTest, EphemeralBecomesAGuestTmpfs) {
   } catch (const Error& error) {
     EXPECT_EQ(code_of(error), Errc::not_found);
     EXPECT_THAT(describe(error), HasSubstr("volume /scratch"));
+  }
+}
+
+TEST_F(VolumeTest, KubernetesEmptyDirsByMedium) {
+  // kubelet's layout: .../volumes/kubernetes.io~empty-dir/<name>; medium Memory is a tmpfs.
+  const fs::path empty_dirs = dir_ / "pod" / "volumes" / "kubernetes.io~empty-dir";
+  fs::create_directories(empty_dirs / "memory");
+  fs::create_directories(empty_dirs / "disk");
+  auto tmpfs = ScopedMount::mount("tmpfs", empty_dirs / "memory", "tmpfs", 0, "size=1m");
+  const auto memory = make_mount("/memory", "bind", (empty_dirs / "memory").string(), {"rbind"});
+  const auto disk = make_mount("/disk", "bind", (empty_dirs / "disk").string(), {"rbind"});
+  VolumeEnvironment sharing;
+  VolumeEnvironment not_sharing;
+  not_sharing.fs_sharing = false;
+  EXPECT_EQ(classify_volume(memory, sharing), VolumeKind::ephemeral);
+  EXPECT_EQ(classify_volume(memory, not_sharing), VolumeKind::ephemeral);
+  EXPECT_EQ(classify_volume(disk, sharing), VolumeKind::shared_bind);
+  EXPECT_EQ(classify_volume(disk, not_sharing), VolumeKind::local);
+
+  auto& manager = make_manager();
+  auto volumes = manager.prepare("container-1", {memory, make_mount("/scratch", "local", (empty_dirs / "disk").string())});
+  ASSERT_EQ(volumes.storages.size(), 2U);
+  EXPECT_EQ(volumes.storages[0].driver(), "ephemeral");
+  EXPECT_EQ(volumes.storages[0].mount_point(), "/run/kata-containers/sandbox/ephemeral/memory");
+  EXPECT_EQ(volumes.mounts[0].source, "/run/kata-containers/sandbox/ephemeral/memory");
+  EXPECT_EQ(volumes.storages[1].driver(), "local");
+  EXPECT_EQ(volumes.storages[1].fstype(), "local");
+  EXPECT_EQ(volumes.storages[1].mount_point(), "/run/kata-containers/sandbox/local/disk");
+  EXPECT_THAT(volumes.storages[1].options(), ElementsAre("mode=0777"));
+  EXPECT_EQ(volumes.mounts[1].type, "bind");
+  EXPECT_EQ(volumes.mounts[1].source, "/run/kata-containers/sandbox/local/disk");
+  EXPECT_THAT(volumes.mounts[1].options, ElementsAre("rbind"));
+  EXPECT_TRUE(volumes.shares.empty());
+  EXPECT_TRUE(volumes.block_devices.empty());
+}
+
+TEST_F(VolumeTest, BlockDeviceSourceIsAttachedAndMountedByTheAgent) {
+  // A device node of its own: loop0's numbers, nothing is opened for real here.
+  const fs::path device = dir_ / "disk0";
+  ASSERT_EQ(::mknod(device.c_str(), S_IFBLK | 0600, makedev(7, 0)), 0);
+  auto& manager = make_manager();
+  const auto mount = make_mount("/data", "bind", device.string(), {"rbind", "ro", "nosuid"});
+  EXPECT_EQ(classify_volume(mount), VolumeKind::block);
+  auto volumes = manager.prepare("container-long-id-1", {mount});
+  ASSERT_EQ(volumes.block_devices.size(), 1U);
+  const auto& block = volumes.block_devices[0];
+  EXPECT_TRUE(std::regex_match(block.device_id, std::regex("container--[0-9a-f]{8}-data"))) << block.device_id;
+  EXPECT_EQ(block.host_path, device);
+  EXPECT_TRUE(block.read_only);
+  ASSERT_EQ(block.storage_index, 0U);
+  const auto& storage = volumes.storages[0];
+  EXPECT_EQ(storage.driver(), "blk");
+  EXPECT_EQ(storage.source(), "");  // the sandbox sets the PCI path once attached
+  EXPECT_EQ(storage.fstype(), "ext4");
+  EXPECT_EQ(storage.mount_point(), "/run/kata-containers/sandbox/block/" + block.device_id);
+  EXPECT_THAT(storage.options(), ElementsAre("ro", "nosuid"));
+  EXPECT_EQ(volumes.mounts[0].source, storage.mount_point());
+  EXPECT_EQ(volumes.mounts[0].type, "bind");
+  EXPECT_THAT(volumes.mounts[0].options, ElementsAre("rbind", "ro", "nosuid"));
+  EXPECT_TRUE(volumes.shares.empty());
+}
+
+TEST_F(VolumeTest, DirectVolumesFollowTheirMountInfo) {
+  const fs::path root = dir_ / "direct-volumes";
+  const std::string volume = "/mnt/vol-direct";  // need not exist on the host
+  fs::create_directories(direct_volume_dir(root, volume));
+  write_file(dir_ / "disk.img", std::string(4096, '\0'));
+  const auto info_file = direct_volume_dir(root, volume) / "mountInfo.json";
+  write_file(info_file, R"({"volume-type":"directvol","device":")" + (dir_ / "disk.img").string() +
+                            R"(","fstype":"xfs","metadata":{"k":"v"},"options":["noatime"]})");
+  SharedFsOptions options;
+  options.sandbox_id = "sandbox-v";
+  options.config.shared_fs = "virtio-9p";
+  options.host_root = dir_ / "sandboxes";
+  shared_.emplace(io_.get_executor(), std::move(options));
+  VolumeManager manager(*shared_, root);
+
+  const auto mount = make_mount("/direct", "bind", volume, {"rbind"});
+  VolumeEnvironment environment;
+  environment.direct_volume_root = root;
+  EXPECT_EQ(classify_volume(mount, environment), VolumeKind::direct);
+  EXPECT_EQ(classify_volume(make_mount("/direct", "directvol", volume), environment), VolumeKind::direct);
+
+  const DirectVolumeInfo info = read_direct_volume_info(root, volume);
+  EXPECT_EQ(info.volume_type, "directvol");
+  EXPECT_EQ(info.fstype, "xfs");
+  EXPECT_EQ(info.metadata.at("k"), "v");
+  EXPECT_THAT(info.options, ElementsAre("noatime"));
+
+  auto volumes = manager.prepare("container-1", {mount});
+  ASSERT_EQ(volumes.block_devices.size(), 1U);
+  EXPECT_EQ(volumes.block_devices[0].host_path, dir_ / "disk.img");
+  EXPECT_FALSE(volumes.block_devices[0].read_only);
+  EXPECT_EQ(volumes.storages[0].driver(), "blk");
+  EXPECT_EQ(volumes.storages[0].fstype(), "xfs");
+  EXPECT_THAT(volumes.storages[0].options(), ElementsAre("noatime"));
+  volumes = ContainerVolumes();
+
+  // Its device is missing: one error naming the volume, the mount and the device.
+  write_file(info_file, R"({"volume-type":"directvol","device":"/nonexistent/disk.img","fstype":"ext4"})");
+  try {
+    (void)manager.prepare("container-1", {mount});
+    FAIL();
+  } catch (const Error& error) {
+    EXPECT_EQ(code_of(error), Errc::not_found);
+    EXPECT_THAT(describe(error), HasSubstr("volume /direct (source /mnt/vol-direct)"));
+    EXPECT_THAT(describe(error), HasSubstr("/nonexistent/disk.img"));
+  }
+  write_file(info_file, R"({"volume-type":"spdkvol","device":"/x","fstype":"ext4"})");
+  try {
+    (void)manager.prepare("container-1", {mount});
+    FAIL();
+  } catch (const Error& error) {
+    EXPECT_EQ(code_of(error), Errc::not_supported);
+    EXPECT_THAT(describe(error), HasSubstr("spdkvol"));
+  }
+  for (const char* bad : {"[]", R"({"device":"/x"})", R"({"volume-type":"directvol","device":7})", "{not json"}) {
+    write_file(info_file, bad);
+    try {
+      (void)read_direct_volume_info(root, volume);
+      ADD_FAILURE() << bad << " was accepted";
+    } catch (const Error& error) {
+      EXPECT_EQ(code_of(error), Errc::invalid_argument) << bad;
+      EXPECT_THAT(describe(error), HasSubstr(info_file.string()));
+    }
   }
 }
 

@@ -4,8 +4,10 @@
 
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include <fstream>
@@ -43,6 +45,7 @@ struct FakeGuest {
   std::string stdin_received;
   bool stdin_closed = false;
   std::optional<AsyncEvent> release_create;  // when set, CreateContainer waits for it
+  std::set<std::string> fail_create;          // CreateContainer of these ids fails
   bool block_wait = false;                    // WaitProcess never answers (the process runs on)
   std::optional<AsyncEvent> stopped;          // ends the long polls when the test is over
 
@@ -61,6 +64,7 @@ struct FakeGuest {
       request.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()));
       calls.push_back("CreateContainer " + request.container_id());
       if (release_create) co_await release_create->wait();
+      if (fail_create.contains(request.container_id())) fail(Errc::internal, "mount storage: injected failure");
       containers[request.container_id()] = request;
       co_return empty();
     });
@@ -443,6 +447,112 @@ TEST_F(VirtSandboxTest, StateAnswersWhileCreateIsInFlight) {
           co_await wait.async_wait(asio::use_awaitable);
         }
         EXPECT_TRUE(created);
+      },
+      settings());
+}
+
+// Volumes (resource/volume) through the sandbox: a block volume is hotplugged before the agent
+// creates the container and unplugged after it is removed; a container whose volume cannot be
+// prepared or mounted fails alone, leaving no share and no device behind.
+TEST_F(VirtSandboxTest, BlockVolumesAttachAndDetachAndFailuresLeaveNothing) {
+  const fs::path disk = root_ / "disk0";
+  ASSERT_EQ(::mknod(disk.c_str(), S_IFBLK | 0600, makedev(7, 0)), 0);
+  fs::create_directories(root_ / "conf");
+  const auto spec_with = [&](const std::string& mounts) {
+    write_spec(R"({"ociVersion":"1.0.2","process":{"args":["/bin/sh"],"cwd":"/","user":{"uid":0,"gid":0}},
+      "root":{"path":"rootfs"},"mounts":[{"destination":"/proc","type":"proc","source":"proc"},)" +
+               mounts + R"(],"linux":{"namespaces":[{"type":"mount"}]}})");
+  };
+  const std::string block = R"({"destination":"/data","type":"bind","source":")" + disk.string() +
+                            R"(","options":["rbind","ro"]})";
+  const std::string conf = R"({"destination":"/conf","type":"bind","source":")" + (root_ / "conf").string() +
+                           R"(","options":["rbind","ro"]})";
+  const ProcessId c2_init{"c2", {}};
+  run([&](Sandbox& sandbox, FakeGuest& guest) -> Task<void> {
+        spec_with(block + "," + conf);
+        co_await sandbox.create_container(create_request("c1"));
+        EXPECT_EQ(sandbox.hypervisor().hot_plugged.size(), 1U);
+        const auto& request = guest.containers.at("c1");
+        EXPECT_EQ(request.storages_size(), 1);
+        if (request.storages_size() != 1) co_return;
+        const auto& storage = request.storages(0);
+        EXPECT_EQ(storage.driver(), "blk");
+        EXPECT_EQ(storage.source(), "02/01");  // the attachment's PCI path
+        EXPECT_EQ(storage.fstype(), "ext4");
+        EXPECT_TRUE(storage.mount_point().starts_with("/run/kata-containers/sandbox/block/c1-")) << storage.mount_point();
+        bool found = false;
+        for (const auto& mount : request.oci().mounts()) {
+          if (mount.destination() != "/data") continue;
+          found = true;
+          EXPECT_EQ(mount.source(), storage.mount_point());
+          EXPECT_EQ(mount.type(), "bind");
+          EXPECT_NE(std::find(mount.options().begin(), mount.options().end(), "ro"), mount.options().end());
+        }
+        EXPECT_TRUE(found);
+        const auto shares_before = std::distance(fs::directory_iterator(root_ / "shared" / "sb1" / "rw" / "passthrough"),
+                                                 fs::directory_iterator());
+
+        // A missing source: one error naming the container, the volume and the source.
+        spec_with(conf + R"(,{"destination":"/missing","type":"bind","source":")" + (root_ / "absent").string() +
+                  R"(","options":["rbind"]})");
+        try {
+          co_await sandbox.create_container(create_request("c2"));
+          ADD_FAILURE() << "a missing volume source was accepted";
+        } catch (const Error& error) {
+          EXPECT_EQ(error.code(), Errc::not_found);
+          EXPECT_THAT(describe(error), ::testing::HasSubstr("create container c2"));
+          EXPECT_THAT(describe(error), ::testing::HasSubstr("volume /missing (source " + (root_ / "absent").string()));
+        }
+        // The guest fails to mount: the device attached for it goes again.
+        guest.fail_create.insert("c3");
+        spec_with(block);
+        try {
+          co_await sandbox.create_container(create_request("c3"));
+          ADD_FAILURE() << "a failed CreateContainer succeeded";
+        } catch (const Error& error) {
+          EXPECT_THAT(describe(error), ::testing::HasSubstr("create container c3"));
+        }
+        EXPECT_EQ(sandbox.hypervisor().hot_plugged.size(), 1U);
+        EXPECT_EQ(std::distance(fs::directory_iterator(root_ / "shared" / "sb1" / "rw" / "passthrough"),
+                                fs::directory_iterator()),
+                  shares_before);
+        EXPECT_EQ(sandbox.state_process(c1_init).status, ProcessStatus::created);  // c1 is untouched
+        EXPECT_THROW((void)sandbox.state_process(c2_init), Error);
+
+        co_await sandbox.start_process(c1_init);
+        (void)co_await sandbox.wait_process(c1_init);
+        (void)co_await sandbox.delete_process(c1_init);
+        EXPECT_TRUE(sandbox.hypervisor().hot_plugged.empty());
+      },
+      settings());
+  EXPECT_FALSE(fs::exists(root_ / "shared" / "sb1"));
+}
+
+// A rootfs that containerd gives as a block device (the devmapper snapshotter's) is attached and
+// mounted by the agent as the container's root, neither mounted on the host nor shared.
+TEST_F(VirtSandboxTest, BlockRootfsIsAttachedAndBecomesTheRoot) {
+  const fs::path thin = root_ / "thin-1";
+  ASSERT_EQ(::mknod(thin.c_str(), S_IFBLK | 0600, makedev(7, 0)), 0);
+  run([&](Sandbox& sandbox, FakeGuest& guest) -> Task<void> {
+        CreateContainerRequest request = create_request("c1");
+        request.rootfs.push_back(RootfsMount{.type = "ext4", .source = thin.string(), .target = {}, .options = {"rw"}});
+        co_await sandbox.create_container(std::move(request));
+        EXPECT_EQ(sandbox.hypervisor().hot_plugged.size(), 1U);
+        const auto& created = guest.containers.at("c1");
+        EXPECT_EQ(created.storages_size(), 1);
+        if (created.storages_size() != 1) co_return;
+        const auto& storage = created.storages(0);
+        EXPECT_EQ(storage.driver(), "blk");
+        EXPECT_EQ(storage.source(), "02/01");
+        EXPECT_EQ(storage.fstype(), "ext4");
+        EXPECT_EQ(created.oci().root().path(), storage.mount_point());
+        EXPECT_TRUE(storage.mount_point().starts_with("/run/kata-containers/sandbox/block/c1-")) << storage.mount_point();
+        EXPECT_FALSE(fs::exists(root_ / "shared" / "sb1" / "rw" / "passthrough" / "c1"));
+        EXPECT_FALSE(is_mount_point(root_ / "bundle" / "rootfs"));
+        co_await sandbox.start_process(c1_init);
+        (void)co_await sandbox.wait_process(c1_init);
+        (void)co_await sandbox.delete_process(c1_init);
+        EXPECT_TRUE(sandbox.hypervisor().hot_plugged.empty());
       },
       settings());
 }

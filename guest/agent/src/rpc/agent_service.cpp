@@ -81,7 +81,8 @@ struct Container {
 
   std::string id;
   Cgroup cgroup;
-  std::vector<StorageMount> storages;
+  // Shared with the other containers that name the same mount point (a pod's emptyDir).
+  std::vector<std::shared_ptr<StorageMount>> storages;
   ProcessPtr init;
   std::map<std::string, ProcessPtr, std::less<>> execs;
   std::set<std::string, std::less<>> execs_starting;
@@ -327,12 +328,24 @@ class AgentServiceImpl final : public grpc::AgentService, public std::enable_sha
 
     auto container = std::make_shared<Container>();
     container->id = id;
+    // Storages already mounted for another container of the pod are shared, not mounted again.
+    std::vector<const grpc::Storage*> to_mount;
+    std::erase_if(storages_, [](const auto& entry) { return entry.second.expired(); });
+    for (const auto& storage : request.storages()) {
+      if (auto existing = storages_[storage.mount_point()].lock()) {
+        container->storages.push_back(std::move(existing));
+      } else {
+        to_mount.push_back(&storage);
+      }
+    }
     std::optional<ContainerProcess> init;
     co_await blocking([&] {
       with_context([&] { return fmt::format("create container {}", id); }, [&] {
         // On a failure the container's members unwind the rest: a spawned process goes before
         // the cgroup it ran in and the mounts it used.
-        for (const auto& storage : request.storages()) container->storages.push_back(mount_storage(storage));
+        for (const grpc::Storage* storage : to_mount) {
+          container->storages.push_back(std::make_shared<StorageMount>(mount_storage(*storage)));
+        }
         const SpawnRequest spawn = container_spawn_request(spec, options_.cgroup_root / "kata" / id);
         container->cgroup = Cgroup::create(options_.cgroup_root, "kata/" + id);
         if (spec.linux_spec && spec.linux_spec->resources) {
@@ -341,6 +354,10 @@ class AgentServiceImpl final : public grpc::AgentService, public std::enable_sha
         init.emplace(ContainerProcess::spawn(spawn));
       });
     });
+    for (const auto& storage : container->storages) {
+      auto& known = storages_[storage->mount_point().string()];
+      if (known.expired()) known = storage;
+    }
     container->init = adopt_process(id, "", std::move(*init));
     container->oom = watch_oom(*container);
     containers_.emplace(id, container);
@@ -844,10 +861,10 @@ class AgentServiceImpl final : public grpc::AgentService, public std::enable_sha
     }
     // Removing the cgroup and unmounting may wait on the kernel: not on the executor's thread.
     Cgroup cgroup = std::move(container->cgroup);
-    std::vector<StorageMount> storages = std::move(container->storages);
+    std::vector<std::shared_ptr<StorageMount>> storages = std::move(container->storages);
     co_await blocking([&] {
       cgroup = Cgroup();
-      storages.clear();
+      storages.clear();  // unmounts what no other container uses
     });
     log(LogLevel::info, "container {} removed", id);
   }
@@ -859,6 +876,8 @@ class AgentServiceImpl final : public grpc::AgentService, public std::enable_sha
   bool sandbox_created_ = false;
   std::string sandbox_id_;
   std::vector<StorageMount> sandbox_storages_;
+  // Containers' storages by mount point, while any container uses them.
+  std::map<std::string, std::weak_ptr<StorageMount>, std::less<>> storages_;
 
   std::map<std::string, ContainerPtr, std::less<>> containers_;
   std::set<std::string, std::less<>> containers_creating_;

@@ -2,7 +2,6 @@
 #pragma once
 
 #include <csignal>
-#include <random>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -17,17 +16,6 @@ namespace detail {
 
 inline log::Logger sandbox_log(const std::string& sandbox_id) {
   return log::Logger("runtime").with("sandbox", sandbox_id);
-}
-
-/// Upstream's shared name for a volume: <first 10 chars of cid>-<8 random hex>-<basename>.
-inline std::string volume_share_name(const std::string& container_id, const std::filesystem::path& destination) {
-  static thread_local std::mt19937 random(std::random_device{}());
-  return fmt::format("{}-{:08x}-{}", container_id.substr(0, 10), static_cast<std::uint32_t>(random()),
-                     destination.filename().string());
-}
-
-inline bool has_option(const std::vector<std::string>& options, std::string_view option) {
-  return std::find(options.begin(), options.end(), option) != options.end();
 }
 
 }  // namespace detail
@@ -124,6 +112,7 @@ Task<void> VirtSandbox<H, T>::boot() {
     share_options.host_root = settings_.shared_root;
     share_options.daemon_socket = resource::default_virtiofsd_socket(state_dir_);
     shared_fs_.emplace(executor_, std::move(share_options));
+    volumes_.emplace(*shared_fs_);  // volumes (resource/volume)
     co_await shared_fs_->start();
 
     co_await vm_.prepare_vm();
@@ -145,12 +134,7 @@ Task<void> VirtSandbox<H, T>::boot() {
     for (const auto& server : settings_.dns) request.add_dns(server);
     for (auto& storage : shared_fs_->storages()) *request.add_storages() = std::move(storage);
     // /dev/shm of every container binds to this one tmpfs (upstream's sandbox shm).
-    auto* shm = request.add_storages();
-    shm->set_driver("ephemeral");
-    shm->set_source("shm");
-    shm->set_fstype("tmpfs");
-    for (const char* option : {"noexec", "nosuid", "nodev", "mode=1777", "size=67108864"}) shm->add_options(option);
-    shm->set_mount_point("/run/kata-containers/sandbox/shm");
+    *request.add_storages() = resource::sandbox_shm_storage(settings_.shm_size);
     request.set_sandbox_id(id);
     request.set_sandbox_pidns(false);
     co_await agent_->create_sandbox(request);
@@ -174,6 +158,7 @@ Task<void> VirtSandbox<H, T>::boot() {
   } catch (const std::exception& e) {
     log.warn("rollback: hypervisor cleanup: {}", describe(e));
   }
+  volumes_.reset();
   if (shared_fs_) {
     try {
       shared_fs_->cleanup();
@@ -313,6 +298,7 @@ Task<void> VirtSandbox<H, T>::shutdown() {
   } catch (const std::exception& e) {
     log.warn("hypervisor cleanup: {}", describe(e));
   }
+  volumes_.reset();
   if (shared_fs_) {
     try {
       shared_fs_->cleanup();
@@ -360,7 +346,10 @@ Task<pid_t> VirtSandbox<H, T>::create_container(CreateContainerRequest request) 
     if (request.rootfs.size() > 1) {
       fail(Errc::invalid_argument, "{} rootfs mounts given; one (overlay or bind) is supported", request.rootfs.size());
     }
-    if (request.rootfs.size() == 1) {
+    // --- volumes (resource/volume): a block-device rootfs (devmapper) is attached, not shared ---
+    const bool block_rootfs = resource::classify_rootfs(request.rootfs) == resource::RootfsKind::block;
+    // --- end volumes ---
+    if (request.rootfs.size() == 1 && !block_rootfs) {
       const RootfsMount& layer = request.rootfs.front();
       std::filesystem::create_directories(rootfs_dir);
       container->rootfs_layer = with_context("mount rootfs", [&] {
@@ -370,36 +359,25 @@ Task<pid_t> VirtSandbox<H, T>::create_container(CreateContainerRequest request) 
     // Shared writable even for root.readonly (CRI's pause container): the guest creates mount
     // points in it first and applies readonly afterwards, as runc does; a read-only share would
     // refuse the mount points ("create mount point proc: Read-only file system").
-    container->rootfs_share = with_context("share rootfs", [&] {
-      return shared_fs_->share(rootfs_dir, std::filesystem::path(id) / "rootfs", false);
-    });
-
-    // Bind volumes travel through the shared filesystem; /dev/shm binds to the sandbox's shm.
-    for (auto& mount : spec.mounts) {
-      const bool is_bind = mount.type == "bind" || detail::has_option(mount.options, "bind") ||
-                           detail::has_option(mount.options, "rbind");
-      if (!is_bind) continue;
-      if (mount.destination == "/dev/shm") {
-        mount.source = "/run/kata-containers/sandbox/shm";
-        mount.type = "bind";
-        continue;
-      }
-      if (mount.destination.starts_with("/dev") || mount.destination.starts_with("/proc") ||
-          mount.destination.starts_with("/sys")) {
-        continue;
-      }
-      if (!std::filesystem::exists(mount.source)) {
-        fail(Errc::not_found, "volume {}: source {} does not exist", mount.destination, mount.source);
-      }
-      const bool ro = detail::has_option(mount.options, "ro");
-      auto share = with_context(fmt::format("share volume {}", mount.destination), [&] {
-        return shared_fs_->share(mount.source, detail::volume_share_name(id, mount.destination), ro);
+    if (!block_rootfs) {
+      container->rootfs_share = with_context("share rootfs", [&] {
+        return shared_fs_->share(rootfs_dir, std::filesystem::path(id) / "rootfs", false);
       });
-      mount.source = share.guest_path();
-      mount.type = "bind";
-      container->volume_shares.push_back(std::move(share));
     }
-    amend_container_spec(spec, container->rootfs_share.guest_path(), settings_.config.runtime);
+
+    // --- volumes (resource/volume): bind, shm, ephemeral, local, block and direct volumes ---
+    container->volumes = volumes_->prepare(id, spec.mounts);
+    spec.mounts = container->volumes.mounts;
+    std::string guest_rootfs = container->rootfs_share.guest_path();
+    if (block_rootfs) {
+      resource::BlockRootfs rootfs = resource::block_rootfs(id, request.rootfs.front());
+      rootfs.device.storage_index = container->volumes.storages.size();
+      guest_rootfs = rootfs.storage.mount_point();
+      container->volumes.storages.push_back(std::move(rootfs.storage));
+      container->volumes.block_devices.push_back(std::move(rootfs.device));
+    }
+    // --- end volumes ---
+    amend_container_spec(spec, guest_rootfs, settings_.config.runtime);
     container->init->io =
         ProcessIo::open(executor_, *agent_, container->init->id, request.stdio, settings_.namespace_name);
   });
@@ -409,11 +387,37 @@ Task<pid_t> VirtSandbox<H, T>::create_container(CreateContainerRequest request) 
   create.set_exec_id(id);
   *create.mutable_oci() = with_context(context, [&] { return agent::to_agent_spec(spec); });
   create.set_sandbox_pidns(false);
+  // --- volumes (resource/volume): devices attached before the agent mounts them ---
+  std::exception_ptr failure;
   try {
+    co_await attach_block_volumes(container->volumes, container->attached_devices);
+    for (const auto& storage : container->volumes.storages) *create.add_storages() = storage;
     co_await agent().create_container(create);
   } catch (...) {
-    rethrow_with_context(context);
+    failure = std::current_exception();
   }
+  if (failure) {
+    co_await detach_block_volumes(std::move(container->attached_devices));
+    // The guest names the storage it could not mount by its mount point; say which volume that is.
+    std::string subject;
+    const std::string message = describe(failure);
+    for (const auto& block : container->volumes.block_devices) {
+      if (message.find(container->volumes.storages.at(block.storage_index).mount_point()) != std::string::npos) {
+        subject = block.description;
+      }
+    }
+    try {
+      std::rethrow_exception(failure);
+    } catch (...) {
+      if (subject.empty()) rethrow_with_context(context);
+      try {
+        rethrow_with_context(subject);
+      } catch (...) {
+        rethrow_with_context(context);
+      }
+    }
+  }
+  // --- end volumes ---
   containers_.emplace(id, std::move(container));
   co_return vm_.vmm_pid();
 }
@@ -564,8 +568,49 @@ Task<ExitInfo> VirtSandbox<H, T>::delete_process(const ProcessId& id) {
     if (exec->io) exec->io->abort();
     finish_process(*exec, 255);
   }
+  // Volumes (resource/volume): the guest has unmounted them with RemoveContainer.
+  std::vector<std::string> devices = std::move(container.attached_devices);
   containers_.erase(id.container_id);
+  if (state_ == State::running) co_await detach_block_volumes(std::move(devices));
   co_return exit;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Volumes (resource/volume): block and direct volumes are hotplugged into the running VM.
+
+template <hypervisor::Hypervisor H, agent::AgentTransport T>
+Task<void> VirtSandbox<H, T>::attach_block_volumes(resource::ContainerVolumes& volumes, std::vector<std::string>& attached) {
+  for (const auto& block : volumes.block_devices) {
+    if constexpr (!hypervisor::supports<H, hypervisor::capability::block_device_hotplug>) {
+      fail(Errc::not_supported, "volume {}: block device hotplug is not supported by {}", block.host_path.string(), H::name);
+    } else {
+      hypervisor::BlockDevice device;
+      device.id = block.device_id;
+      device.path = block.host_path;
+      device.read_only = block.read_only;
+      const std::string& driver = settings_.config.active_hypervisor().block_device.block_device_driver;
+      if (!driver.empty()) device.driver = driver;
+      hypervisor::Device any_device(std::move(device));
+      const hypervisor::DeviceAttachment attachment = co_await vm_.add_device(std::move(any_device));
+      attached.push_back(block.device_id);
+      if (attachment.guest_pci_path.empty()) {
+        fail(Errc::internal, "volume {}: {} gave no PCI path for device {}", block.host_path.string(), H::name,
+             block.device_id);
+      }
+      volumes.storages.at(block.storage_index).set_source(attachment.guest_pci_path);
+    }
+  }
+}
+
+template <hypervisor::Hypervisor H, agent::AgentTransport T>
+Task<void> VirtSandbox<H, T>::detach_block_volumes(std::vector<std::string> attached) noexcept {
+  for (const auto& device_id : attached) {
+    try {
+      co_await vm_.remove_device(device_id);
+    } catch (const std::exception& e) {
+      detail::sandbox_log(settings_.sandbox_id).warn("detach volume device {}: {}", device_id, describe(e));
+    }
+  }
 }
 
 template <hypervisor::Hypervisor H, agent::AgentTransport T>

@@ -17,6 +17,9 @@ struct CtlOptions {
   std::string id;           ///< default: the bundle directory's name
   std::string config_path;  ///< empty: the runtime's search order (KATA_CONF_FILE, /etc, ...)
   std::string namespace_name = "default";
+  /// Rootfs mounts handed to the runtime as containerd would (a snapshotter's mounts), from
+  /// --rootfs-mount TYPE,SOURCE[,OPTION...]; empty: the bundle's rootfs/ as it is.
+  std::vector<runtime::RootfsMount> rootfs;
 };
 
 /// Parses shim-ctl's command line. nullopt means "exit now with `exit_code`" (--help, or a usage

@@ -48,6 +48,7 @@ int run_ctl(int argc, char** argv) {
       request.bundle = options->bundle;
       request.stdio = output.stdio();
       request.config_path = options->config_path;
+      request.rootfs = options->rootfs;
       co_await runtime->create_container(std::move(request));
       copying = true;
       asio::co_spawn(executor, output.copy_to_terminal(executor),
