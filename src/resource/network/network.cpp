@@ -163,6 +163,26 @@ std::vector<types::ARPNeighbor> PodNetwork::guest_neighbors() const {
   return out;
 }
 
+std::vector<persist::EndpointState> PodNetwork::save() const {
+  std::vector<persist::EndpointState> out;
+  for (std::size_t i = 0; i < endpoints_.size(); ++i) {
+    if (!pairs_[i]) continue;
+    const Endpoint& e = endpoints_[i];
+    persist::EndpointState state;
+    const persist::LinkEndpointState link{e.name, false};
+    switch (e.kind) {
+      case EndpointKind::veth: state.veth_endpoint = link; break;
+      case EndpointKind::ipvlan: state.ipvlan_endpoint = link; break;
+      case EndpointKind::macvlan: state.macvlan_endpoint = link; break;
+      case EndpointKind::vlan: state.vlan_endpoint = link; break;
+      case EndpointKind::tap: state.tap_endpoint = persist::TapEndpointState{e.name}; break;
+      case EndpointKind::physical: continue;  // never connected (connect refuses it)
+    }
+    out.push_back(std::move(state));
+  }
+  return out;
+}
+
 std::vector<std::string> PodNetwork::plumbed_links() const {
   std::vector<std::string> out;
   for (std::size_t i = 0; i < pairs_.size(); ++i) {

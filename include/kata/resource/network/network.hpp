@@ -30,6 +30,7 @@
 #include "kata/config/schema.hpp"
 #include "kata/core/asio.hpp"
 #include "kata/hypervisor/hypervisor.hpp"
+#include "kata/persist/state.hpp"
 #include "kata/resource/network/endpoint.hpp"
 #include "kata/resource/network/netns.hpp"
 #include "kata/resource/network/network_pair.hpp"
@@ -96,6 +97,10 @@ class PodNetwork {
   [[nodiscard]] std::vector<types::Interface> guest_interfaces() const;
   [[nodiscard]] std::vector<types::Route> guest_routes() const;
   [[nodiscard]] std::vector<types::ARPNeighbor> guest_neighbors() const;
+
+  /// Upstream's persisted endpoint records (state.json resource.endpoint), one per connected
+  /// endpoint: veth/ipvlan/macvlan/vlan {if_name, network_qos false}, tap {if_name}.
+  [[nodiscard]] std::vector<persist::EndpointState> save() const;
 
   /// Links this sandbox changed, for `shim delete` after a dead shim (persist LinkRecord): each
   /// tap and each endpoint link carrying our ingress qdisc.

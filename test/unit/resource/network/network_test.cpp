@@ -395,6 +395,10 @@ TEST(Attach, ColdPlugsOneNicPerEndpointAndTeardownLeavesNothing) {
     EXPECT_EQ(vm.network_devices[1].guest_mac, "02:00:00:00:4e:02");
     EXPECT_EQ(vm.network_devices[0].tap_fds.size(), 1U);
     EXPECT_THAT(network.plumbed_links(), ::testing::ElementsAre("tap0_kata", "eth0", "tap1_kata", "eth1"));
+    const auto saved = network.save();
+    ASSERT_EQ(saved.size(), 2U);
+    ASSERT_TRUE(saved[1].veth_endpoint.has_value());
+    EXPECT_EQ(saved[1].veth_endpoint->if_name, "eth1");
     const auto interfaces = network.guest_interfaces();
     ASSERT_EQ(interfaces.size(), 2U);
     EXPECT_EQ(interfaces[0].devicepath(), "02/01") << "the hypervisor's guest PCI path";
