@@ -248,8 +248,9 @@ case_netns_bad_link() {
     ip link add br-bad type bridge && ip addr add 10.215.0.1/24 dev br-bad && ip link set br-bad up' ||
     fail "configuring the test namespace failed"
   before=$(links_and_tc)
-  out=$(lab_run --rm --with-ns "network:$netns" net-badlink /bin/true 2>&1) && fail "a namespace with a bridge was accepted: $out"
+  out=$(lab_run --rm --with-ns="network:$netns" net-badlink /bin/true 2>&1) && fail "a namespace with a bridge was accepted: $out"
   expect_contains "$out" "link 'br-bad' has type 'bridge', which is not supported" "error for an unsupported link"
+  echo "refused as expected: $out"
   after=$(links_and_tc)
   expect_eq "$after" "$before" "the namespace after the refused start"
   lab_assert_gone net-badlink || fail "the refused start left something behind"

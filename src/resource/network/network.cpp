@@ -54,8 +54,9 @@ PodNetwork PodNetwork::scan(NetworkOptions options) {
       fail(Errc::invalid_argument, "[runtime] internetworking_model = \"{}\" is unknown (tcfilter, none)", o.model);
     }
     network.netns_ = std::make_shared<const NetworkNamespace>(NetworkNamespace::open(o.netns));
-    network.endpoints_ = scan_endpoints(*network.netns_);
   });
+  if (!network.netns_) return network;
+  network.endpoints_ = scan_endpoints(*network.netns_);  // its errors name the namespace
   network.pairs_.resize(network.endpoints_.size());
   network.guest_pci_paths_.resize(network.endpoints_.size());
   for (const Endpoint& e : network.endpoints_) {

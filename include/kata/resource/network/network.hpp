@@ -64,8 +64,8 @@ class PodNetwork {
   PodNetwork() = default;
 
   /// Opens options.netns and scans it (nothing is scanned for an empty path or model "none").
-  /// Errors, each wrapped with "network namespace <path>": not_supported for the models above and
-  /// for unsupported links (naming the link and its type); invalid_argument for an unknown model
+  /// Errors, each naming the path: not_supported for the models above and for unsupported links
+  /// (scan_endpoints' error, naming the link and its type); invalid_argument for an unknown model
   /// or a path that is not a network namespace; the open(2) error of the path. Nothing is left
   /// behind: the scan creates nothing.
   [[nodiscard]] static PodNetwork scan(NetworkOptions options);

@@ -182,9 +182,9 @@ TEST(ScanEndpoints, UnsupportedLinkIsNamedAndNothingChanges) {
   Errc code{};
   const std::string error = error_text([&] { (void)PodNetwork::scan(options); }, &code);
   EXPECT_EQ(code, Errc::not_supported);
-  EXPECT_THAT(error, HasSubstr(fmt::format("network namespace {}: scan network namespace {}: link 'br0' has type 'bridge', "
-                                           "which is not supported",
-                                           ns.path().string(), ns.path().string())));
+  EXPECT_THAT(error, HasSubstr(fmt::format("scan network namespace {}: link 'br0' has type 'bridge', which is not supported",
+                                           ns.path().string())));
+  EXPECT_THAT(error, Not(HasSubstr("network namespace " + ns.path().string() + ": scan"))) << "the path is named once";
   EXPECT_EQ(ns.snapshot(), before);
 }
 
