@@ -257,6 +257,42 @@ case_netns_bad_link() {
   umount "$netns"
 }
 
+# ctr run --with-ns into a namespace whose veth's far end is on the host: host and container reach
+# each other; after the shim is SIGKILLed, `delete` (from persisted state) removes the tap and the
+# ingress qdisc, and the namespace is as it was.
+case_netns_veth() {
+  local id=net-veth netns=$LAB/work/netns-veth host=knv$(($$ % 100000)) third=$(($$ % 200 + 20)) before after out shim
+  touch "$netns"
+  unshare --net="$netns" true || fail "cannot create a network namespace at $netns"
+  LAB_LINKS+=("$host")
+  ip link add "$host" type veth peer name eth0 netns "$netns" && ip addr add "10.216.$third.1/24" dev "$host" &&
+    ip link set "$host" up || fail "creating the veth pair failed"
+  nsenter --net="$netns" sh -c "ip link set lo up && ip addr add 10.216.$third.2/24 dev eth0 && ip link set eth0 up &&
+    ip route add default via 10.216.$third.1" || fail "configuring the namespace failed"
+  links_and_tc() { nsenter --net="$netns" sh -c 'ip -o link show | cut -d: -f2; tc qdisc show; tc filter show dev eth0 ingress'; }
+  before=$(links_and_tc)
+  lab_run -d --with-ns="network:$netns" "$id" /bin/sh -c 'while true; do sleep 1; done' >/dev/null || fail "ctr run -d failed"
+  wait_status "$id" RUNNING 5
+  expect_contains "$(links_and_tc)" "Egress Redirect to device tap0_kata" "eth0's filter while the container runs"
+  out=$(busybox ping -c 3 -W 5 "10.216.$third.2" 2>&1) || fail "the host does not reach the container: $out"
+  out=$(ctr tasks exec --exec-id ping "$id" /bin/busybox ping -c 3 -W 5 "10.216.$third.1" 2>&1) ||
+    fail "the container does not reach the host: $out"
+  shim=$(lab_shim_pid "$id")
+  [[ -n $shim ]] || fail "no shim process for $id"
+  kill -KILL "$shim"
+  local i
+  for ((i = 0; i < 100; i++)); do
+    [[ $(task_status "$id") != RUNNING ]] && break
+    sleep 0.1
+  done
+  ctr tasks delete -f "$id" >/dev/null 2>&1
+  ctr containers delete "$id" >/dev/null || fail "ctr containers delete after a dead shim failed"
+  after=$(links_and_tc)
+  expect_eq "$after" "$before" "the namespace after the dead shim's sandbox was deleted"
+  lab_assert_gone "$id" || fail "the dead shim's sandbox left something behind"
+  umount "$netns"
+}
+
 [[ $(id -u) == 0 ]] || { echo "SKIP: the integration tests need root (containerd, mounts)"; exit 77; }
 case_name=${1:?usage: ctr_test.sh CASE}
 declare -F "case_$case_name" >/dev/null || { echo "ctr_test.sh: no case $case_name" >&2; exit 2; }
