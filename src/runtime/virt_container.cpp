@@ -6,6 +6,7 @@
 
 #include <csignal>
 #include <fstream>
+#include <map>
 #include <sstream>
 
 #include "kata/config/loader.hpp"
@@ -14,6 +15,7 @@
 #include "kata/oci/k8s.hpp"
 #include "kata/persist/process.hpp"
 #include "kata/resource/cpu_mem/initial_size.hpp"
+#include "kata/resource/network/network.hpp"
 #include "kata/resource/volume/volumes.hpp"
 
 namespace kata::runtime::virt_container {
@@ -109,6 +111,12 @@ void cleanup_after_dead_shim(const shim::DeleteContext& context, const std::file
       } catch (const Error&) {
         // Already gone.
       }
+    }
+    // [network] taps and ingress qdiscs in the pod netns (the taps die with the VMM anyway).
+    std::map<std::string, std::vector<std::string>> links_by_netns;
+    for (const auto& link : loaded->state.cleanup.links) links_by_netns[link.netns].push_back(link.name);
+    for (const auto& [netns, links] : links_by_netns) {
+      if (!netns.empty()) resource::network::remove_leftovers(netns, links);
     }
   }
   const auto shared_dir = shared_root / context.sandbox_id;

@@ -380,6 +380,89 @@ case_cri_pod() {
     fail "the CRI pod test failed"
 }
 
+# A CRI pod on a CNI bridge network (cri/cri_network_test.py, docs/network.md): the host reaches
+# it and it reaches the host, through tap0_kata and tc mirred in the pod's namespace. The bridge,
+# its subnet and the IPAM state are this lab's own.
+case_cri_network() {
+  lab_import_cri_images
+  local bridge=katanet$(($$ % 100000)) third=$(($$ % 200 + 20))
+  local subnet=10.213.$third.0/24 gateway=10.213.$third.1
+  mkdir -p "$LAB/cri" "$LAB/cni/net.d" "$LAB/cni/ipam"
+  LAB_LINKS+=("$bridge")
+  cat >"$LAB/cni/net.d/10-kata-lab.conflist" <<EOF
+{"cniVersion": "1.0.0", "name": "kata-lab-$bridge", "plugins": [
+  {"type": "bridge", "bridge": "$bridge", "isGateway": true, "ipMasq": false,
+   "ipam": {"type": "host-local", "ranges": [[{"subnet": "$subnet"}]], "routes": [{"dst": "0.0.0.0/0"}],
+            "dataDir": "$LAB/cni/ipam"}},
+  {"type": "loopback"}]}
+EOF
+  /usr/bin/python3 -m grpc_tools.protoc -I "$here/cri" --python_out="$LAB/cri" --grpc_python_out="$LAB/cri" \
+    "$here/cri/cri_subset.proto" || fail "generating the CRI client failed (python3-grpc-tools)"
+  PYTHONPATH=$LAB/cri /usr/bin/python3 "$here/cri/cri_network_test.py" "$LAB/containerd.sock" kata "$LAB" "$gateway" ||
+    fail "the CRI network test failed"
+  # CNI DEL took the pod's veth off the bridge.
+  local ports
+  ports=$(ip -o link show master "$bridge" 2>/dev/null)
+  [[ -z $ports ]] || fail "links left on $bridge after the pod was removed: $ports"
+}
+
+# A namespace with a link the runtime cannot give to a VM: one error naming the link and its
+# type, and the namespace is exactly as it was (no tap, qdisc or filter).
+case_netns_bad_link() {
+  local netns=$LAB/work/netns out before after
+  touch "$netns"
+  unshare --net="$netns" true || fail "cannot create a network namespace at $netns"
+  links_and_tc() { nsenter --net="$netns" sh -c 'ip -o link show | cut -d: -f2; tc qdisc show; tc filter show dev eth0 ingress'; }
+  nsenter --net="$netns" sh -c 'ip link set lo up && ip link add eth0 type veth peer name peer0 &&
+    ip addr add 10.214.0.2/24 dev eth0 && ip link set eth0 up && ip link set peer0 up &&
+    ip link add br-bad type bridge && ip addr add 10.215.0.1/24 dev br-bad && ip link set br-bad up' ||
+    fail "configuring the test namespace failed"
+  before=$(links_and_tc)
+  out=$(lab_run --rm --with-ns="network:$netns" net-badlink /bin/true 2>&1) && fail "a namespace with a bridge was accepted: $out"
+  expect_contains "$out" "link 'br-bad' has type 'bridge', which is not supported" "error for an unsupported link"
+  echo "refused as expected: $out"
+  after=$(links_and_tc)
+  expect_eq "$after" "$before" "the namespace after the refused start"
+  lab_assert_gone net-badlink || fail "the refused start left something behind"
+  umount "$netns"
+}
+
+# ctr run --with-ns into a namespace whose veth's far end is on the host: host and container reach
+# each other; after the shim is SIGKILLed, `delete` (from persisted state) removes the tap and the
+# ingress qdisc, and the namespace is as it was.
+case_netns_veth() {
+  local id=net-veth netns=$LAB/work/netns-veth host=knv$(($$ % 100000)) third=$(($$ % 200 + 20)) before after out shim
+  touch "$netns"
+  unshare --net="$netns" true || fail "cannot create a network namespace at $netns"
+  LAB_LINKS+=("$host")
+  ip link add "$host" type veth peer name eth0 netns "$netns" && ip addr add "10.216.$third.1/24" dev "$host" &&
+    ip link set "$host" up || fail "creating the veth pair failed"
+  nsenter --net="$netns" sh -c "ip link set lo up && ip addr add 10.216.$third.2/24 dev eth0 && ip link set eth0 up &&
+    ip route add default via 10.216.$third.1" || fail "configuring the namespace failed"
+  links_and_tc() { nsenter --net="$netns" sh -c 'ip -o link show | cut -d: -f2; tc qdisc show; tc filter show dev eth0 ingress'; }
+  before=$(links_and_tc)
+  lab_run -d --with-ns="network:$netns" "$id" /bin/sh -c 'while true; do sleep 1; done' >/dev/null || fail "ctr run -d failed"
+  wait_status "$id" RUNNING 5
+  expect_contains "$(links_and_tc)" "Egress Redirect to device tap0_kata" "eth0's filter while the container runs"
+  out=$(busybox ping -c 3 -W 5 "10.216.$third.2" 2>&1) || fail "the host does not reach the container: $out"
+  out=$(ctr tasks exec --exec-id ping "$id" /bin/busybox ping -c 3 -W 5 "10.216.$third.1" 2>&1) ||
+    fail "the container does not reach the host: $out"
+  shim=$(lab_shim_pid "$id")
+  [[ -n $shim ]] || fail "no shim process for $id"
+  kill -KILL "$shim"
+  local i
+  for ((i = 0; i < 100; i++)); do
+    [[ $(task_status "$id") != RUNNING ]] && break
+    sleep 0.1
+  done
+  ctr tasks delete -f "$id" >/dev/null 2>&1
+  ctr containers delete "$id" >/dev/null || fail "ctr containers delete after a dead shim failed"
+  after=$(links_and_tc)
+  expect_eq "$after" "$before" "the namespace after the dead shim's sandbox was deleted"
+  lab_assert_gone "$id" || fail "the dead shim's sandbox left something behind"
+  umount "$netns"
+}
+
 [[ $(id -u) == 0 ]] || { echo "SKIP: the integration tests need root (containerd, mounts)"; exit 77; }
 case_name=${1:?usage: ctr_test.sh CASE}
 declare -F "case_$case_name" >/dev/null || { echo "ctr_test.sh: no case $case_name" >&2; exit 2; }

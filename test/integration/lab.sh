@@ -11,6 +11,8 @@
 
 lab_die() { echo "lab: $*" >&2; exit 1; }
 
+LAB_LINKS=()  # host links lab_stop deletes
+
 lab_start() {
   : "${LAB_SHIM:?LAB_SHIM: path of containerd-shim-kata-v2}" "${LAB_CONFIG:?LAB_CONFIG: configuration.toml}"
   local file
@@ -180,6 +182,10 @@ lab_stop() {
   pids=$(lab_processes)
   for id in "${ids[@]}"; do pids+=" $(pgrep -f -- "(sandbox-$id( |,|$)|/run/kata/$id/)")"; done
   [[ -n ${pids// /} ]] && kill -KILL $pids 2>/dev/null
+  # Host links a case created (a CNI bridge), registered in LAB_LINKS.
+  local link
+  for link in "${LAB_LINKS[@]}"; do ip link del "$link" 2>/dev/null; done
+  LAB_LINKS=()
   local mount
   grep -o " $LAB[^ ]*" /proc/self/mounts | sort -r | while read -r mount; do umount -l "$mount"; done
   rm -rf --one-file-system "$LAB"

@@ -32,6 +32,8 @@ class FakeHypervisor {
   std::optional<Errc> fail_start;
   std::vector<std::string> cold_plugged;
   std::vector<std::string> hot_plugged;
+  /// NICs as given (their tap descriptors stay open, as in a VMM) until removed.
+  std::vector<hypervisor::NetworkDevice> network_devices;
   int stop_calls = 0;
   bool paused = false;
 
@@ -50,13 +52,17 @@ class FakeHypervisor {
     } else {
       cold_plugged.push_back(id);
     }
+    if (auto* nic = std::get_if<hypervisor::NetworkDevice>(&device)) network_devices.push_back(std::move(*nic));
     co_return hypervisor::DeviceAttachment{id, "02/01", ""};
   }
 
   Task<void> remove_device(std::string_view id) {
-    auto it = std::find(hot_plugged.begin(), hot_plugged.end(), id);
-    if (it == hot_plugged.end()) fail(Errc::not_found, "device {} not found", id);
-    hot_plugged.erase(it);
+    // Before start a device leaves the cold-plug queue (as QEMU's does); after, it is unplugged.
+    auto& list = running_ ? hot_plugged : cold_plugged;
+    auto it = std::find(list.begin(), list.end(), id);
+    if (it == list.end()) fail(Errc::not_found, "device {} not found", id);
+    list.erase(it);
+    std::erase_if(network_devices, [&](const hypervisor::NetworkDevice& nic) { return nic.id == id; });
     co_return;
   }
 

@@ -34,6 +34,7 @@
 #include "kata/hypervisor/hypervisor.hpp"
 #include "kata/oci/spec.hpp"
 #include "kata/persist/store.hpp"
+#include "kata/resource/network/network.hpp"
 #include "kata/resource/rootfs/block_rootfs.hpp"
 #include "kata/resource/share_fs/shared_fs.hpp"
 #include "kata/resource/volume/volumes.hpp"
@@ -162,6 +163,7 @@ class VirtSandbox {
   State state_ = State::created;
   std::optional<resource::SharedFs> shared_fs_;
   std::optional<resource::VolumeManager> volumes_;  // volumes (resource/volume); refers to shared_fs_
+  resource::network::PodNetwork network_;  // [network] the pod netns's NICs (docs/network.md)
   std::optional<agent::KataAgent> agent_;
   bool state_dir_created_ = false;
   std::uint64_t generation_ = 0;  // boot attempts; watchers of an old attempt ignore its VMM's exit

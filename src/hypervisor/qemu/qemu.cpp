@@ -474,9 +474,6 @@ Task<void> Qemu::remove_device(std::string_view id) {
     }
     fail(Errc::not_found, "remove device {}: no such device", key);
   }
-  if (it->second.kind == Hotplugged::Kind::network) {
-    fail(Errc::not_supported, "remove device {}: hot-unplug of network devices is not supported by {}", key, name);
-  }
   const Hotplugged record = it->second;
   auto lock = co_await sequence_lock_.lock();
   std::exception_ptr failure;
@@ -495,8 +492,13 @@ Task<void> Qemu::remove_device(std::string_view id) {
       }
       if (event->data.value("device", std::string()) == record.qdev_id) break;
     }
-    nlohmann::json node = {{"node-name", record.backend_id}};
-    co_await qmp->execute("blockdev-del", std::move(node));
+    if (record.kind == Hotplugged::Kind::network) {
+      nlohmann::json netdev = {{"id", record.backend_id}};
+      co_await qmp->execute("netdev_del", std::move(netdev));  // QEMU closes the tap descriptors
+    } else {
+      nlohmann::json node = {{"node-name", record.backend_id}};
+      co_await qmp->execute("blockdev-del", std::move(node));
+    }
   } catch (...) {
     failure = std::current_exception();
   }

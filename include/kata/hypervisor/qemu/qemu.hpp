@@ -14,7 +14,7 @@
 //   qemu.log        QEMU's stderr; its tail is quoted in start errors
 //
 // Not supported (not_supported errors naming qemu): VFIO passthrough, block drivers other than
-// virtio-blk-pci, hotplug of shared filesystems, hot-unplug of NICs and of cold-plugged devices,
+// virtio-blk-pci, hotplug of shared filesystems, hot-unplug of cold-plugged devices,
 // shrinking pc-dimm memory, machine types other than q35.
 #pragma once
 

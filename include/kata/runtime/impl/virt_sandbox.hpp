@@ -120,6 +120,11 @@ Task<void> VirtSandbox<H, T>::boot() {
       hypervisor::Device device = std::move(*share_device);
       co_await vm_.add_device(std::move(device));
     }
+    // [network] the pod netns's endpoints, each connected to a tap whose NIC is cold-plugged.
+    network_ = resource::network::PodNetwork::scan(
+        resource::network::network_options(settings_.config, id, settings_.network_namespace));
+    co_await resource::network::attach(network_, vm_);
+    // [/network]
     co_await vm_.start_vm(settings_.boot_timeout);
     gate_.spawn(watch_vmm(generation), [log](std::exception_ptr e) { log.warn("VMM watcher: {}", describe(e)); });
 
@@ -128,6 +133,7 @@ Task<void> VirtSandbox<H, T>::boot() {
     agent_.emplace(co_await agent::KataAgent::connect<T>(executor_, vm_.agent_address(), timeouts, deadline));
     // A phase mark for bench/e2e: the boot ends here, sandbox setup starts.
     log.info("agent answered at {}", agent_->url());
+    co_await resource::network::configure_guest(network_, *agent_);  // [network] guest links, ARP, routes
 
     grpc::CreateSandboxRequest request;
     request.set_hostname(settings_.hostname);
@@ -159,6 +165,7 @@ Task<void> VirtSandbox<H, T>::boot() {
     log.warn("rollback: hypervisor cleanup: {}", describe(e));
   }
   volumes_.reset();
+  network_.teardown();  // [network] taps, qdiscs, filters
   if (shared_fs_) {
     try {
       shared_fs_->cleanup();
@@ -265,6 +272,10 @@ void VirtSandbox<H, T>::persist_state() {
     } catch (const Error&) {
     }
   }
+  state.resource.endpoint = network_.save();  // [network]
+  for (const auto& link : network_.plumbed_links()) {
+    state.cleanup.links.push_back(persist::LinkRecord{link, network_.netns_path().string()});
+  }
   if (shared_fs_) state.cleanup.directories.push_back(shared_fs_->sandbox_dir().string());
   state.cleanup.directories.push_back(state_dir_.string());
   store_.save(settings_.sandbox_id, state);
@@ -299,6 +310,7 @@ Task<void> VirtSandbox<H, T>::shutdown() {
     log.warn("hypervisor cleanup: {}", describe(e));
   }
   volumes_.reset();
+  network_.teardown();  // [network] taps, qdiscs, filters
   if (shared_fs_) {
     try {
       shared_fs_->cleanup();

@@ -1,0 +1,85 @@
+#include "resource/network/netlink.hpp"
+
+#include <arpa/inet.h>
+#include <linux/pkt_sched.h>
+#include <netlink/errno.h>
+#include <sys/socket.h>
+
+#include "kata/core/error.hpp"
+
+namespace kata::resource::network::detail {
+
+void fail_nl(int error, const std::string& what) {
+  const int code = error < 0 ? -error : error;
+  Errc errc = Errc::internal;
+  switch (code) {
+    case NLE_EXIST: errc = Errc::already_exists; break;
+    case NLE_OBJ_NOTFOUND:
+    case NLE_NODEV: errc = Errc::not_found; break;
+    case NLE_INVAL:
+    case NLE_RANGE: errc = Errc::invalid_argument; break;
+    case NLE_PERM:
+    case NLE_NOACCESS: errc = Errc::permission_denied; break;
+    case NLE_OPNOTSUPP: errc = Errc::not_supported; break;
+    case NLE_BUSY: errc = Errc::unavailable; break;
+    case NLE_NOMEM: errc = Errc::resource_exhausted; break;
+    default: break;
+  }
+  throw Error(errc, what + ": " + nl_geterror(code));
+}
+
+Socket open_route_socket() {
+  Socket socket(nl_socket_alloc());
+  if (!socket) fail(Errc::resource_exhausted, "allocate a netlink socket");
+  if (const int rc = nl_connect(socket.get(), NETLINK_ROUTE); rc < 0) fail_nl(rc, "connect to rtnetlink");
+  return socket;
+}
+
+Cache link_cache(nl_sock* socket) {
+  nl_cache* cache = nullptr;
+  if (const int rc = rtnl_link_alloc_cache(socket, AF_UNSPEC, &cache); rc < 0) fail_nl(rc, "list links");
+  return Cache(cache);
+}
+
+Link find_link(nl_sock* socket, int ifindex) {
+  rtnl_link* link = nullptr;
+  const int rc = rtnl_link_get_kernel(socket, ifindex, nullptr, &link);
+  if (rc == -NLE_OBJ_NOTFOUND || rc == -NLE_NODEV) return Link();
+  if (rc < 0) fail_nl(rc, "look up link " + std::to_string(ifindex));
+  return Link(link);
+}
+
+Qdisc ingress_qdisc(int ifindex) {
+  Qdisc qdisc(rtnl_qdisc_alloc());
+  if (!qdisc) fail(Errc::resource_exhausted, "allocate a qdisc");
+  rtnl_tc_set_ifindex(TC_CAST(qdisc.get()), ifindex);
+  rtnl_tc_set_parent(TC_CAST(qdisc.get()), TC_H_INGRESS);
+  rtnl_tc_set_handle(TC_CAST(qdisc.get()), ingress_handle);
+  if (const int rc = rtnl_tc_set_kind(TC_CAST(qdisc.get()), "ingress"); rc < 0) fail_nl(rc, "qdisc kind ingress");
+  return qdisc;
+}
+
+void remove_ingress_qdisc(nl_sock* socket, int ifindex, const std::string& link) {
+  nl_cache* cache = nullptr;
+  if (const int rc = rtnl_qdisc_alloc_cache(socket, &cache); rc < 0) fail_nl(rc, "list qdiscs");
+  const Cache qdiscs(cache);
+  const Qdisc existing(rtnl_qdisc_get_by_parent(qdiscs.get(), ifindex, TC_H_INGRESS));
+  if (!existing) return;
+  const Qdisc qdisc = ingress_qdisc(ifindex);
+  if (const int rc = rtnl_qdisc_delete(socket, qdisc.get()); rc < 0 && rc != -NLE_OBJ_NOTFOUND && rc != -NLE_NODEV) {
+    fail_nl(rc, "remove the ingress qdisc of " + link);
+  }
+}
+
+std::string to_text(nl_addr* address, bool with_prefix) {
+  if (address == nullptr || nl_addr_get_len(address) == 0) return {};
+  const int family = nl_addr_get_family(address);
+  char buffer[INET6_ADDRSTRLEN + 8] = {};
+  if (family != AF_INET && family != AF_INET6) return nl_addr2str(address, buffer, sizeof buffer);
+  if (inet_ntop(family, nl_addr_get_binary_addr(address), buffer, sizeof buffer) == nullptr) return {};
+  std::string out = buffer;
+  if (with_prefix) out += "/" + std::to_string(nl_addr_get_prefixlen(address));
+  return out;
+}
+
+}  // namespace kata::resource::network::detail
