@@ -271,6 +271,18 @@ case_cpu_static() {
   remove "$id"
 }
 
+# Dynamic mode through the CRI: create, UpdateContainerResources (vCPU unplug, memory growth)
+# and removal resize one pod's VM (cri/cri_resources_test.py).
+case_cri_resources() {
+  sizing_config dynamic
+  lab_import_cri_images
+  mkdir -p "$LAB/cri" "$LAB/cni/net.d"
+  /usr/bin/python3 -m grpc_tools.protoc -I "$here/cri" --python_out="$LAB/cri" --grpc_python_out="$LAB/cri" \
+    "$here/cri/cri_subset.proto" || fail "generating the CRI client failed (python3-grpc-tools)"
+  PYTHONPATH=$LAB/cri /usr/bin/python3 "$here/cri/cri_resources_test.py" "$LAB/containerd.sock" kata "$LAB" ||
+    fail "the CRI resources test failed"
+}
+
 # --- host cgroups (docs/resources.md) ------------------------------------------------------------
 
 # Directories of cgroup PATH (relative) in every v1 hierarchy or the v2 one that exist.
