@@ -42,8 +42,10 @@ bool uses_virtio_fs(const LaunchPlan& plan) {
   return false;
 }
 
+// ceil, tolerant of binary rounding as kata::resource::cpu_mem::boot_vcpus (static sizing's
+// 2 plus rounding noise must boot 2 vCPUs, the default_maxvcpus it set).
 std::uint32_t boot_vcpus(const config::HypervisorConfig& config) {
-  return std::max<std::uint32_t>(1, static_cast<std::uint32_t>(std::ceil(config.cpu.default_vcpus)));
+  return std::max<std::uint32_t>(1, static_cast<std::uint32_t>(std::ceil(config.cpu.default_vcpus - 1e-6)));
 }
 
 // vhost-user devices (virtio-fs) map guest RAM into the daemon, so every RAM region must be a

@@ -121,8 +121,10 @@ void require_file(std::string_view key, const std::string& path) {
   if (std::filesystem::is_directory(status)) fail(Errc::invalid_argument, "[hypervisor.qemu] {}: {} is a directory", key, path);
 }
 
+// ceil, tolerant of binary rounding as kata::resource::cpu_mem::boot_vcpus (static sizing's
+// 2 plus rounding noise must boot 2 vCPUs, the default_maxvcpus it set).
 std::uint32_t boot_vcpus(const config::HypervisorConfig& config) {
-  return std::max<std::uint32_t>(1, static_cast<std::uint32_t>(std::ceil(config.cpu.default_vcpus)));
+  return std::max<std::uint32_t>(1, static_cast<std::uint32_t>(std::ceil(config.cpu.default_vcpus - 1e-6)));
 }
 
 std::string device_id(const Device& device) {
