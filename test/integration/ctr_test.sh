@@ -219,13 +219,14 @@ exec_out() {  # exec_out ID CMD...: stdout of CMD run in task ID
 
 mem_total_kib() { exec_out "$1" /bin/sh -c 'grep MemTotal /proc/meminfo' | awk '{print $2}'; }
 
-# MemTotal is the VM's memory less what the guest kernel keeps for itself (tens of MiB here): it
-# must lie in (MiB - 128, MiB].
+# MemTotal is the VM's memory less what the guest kernel keeps for itself: it
+# must lie in (MiB - 192, MiB] (measured here: ~120 MiB less at 288 and at 768 MiB).
 expect_mem_total() {  # expect_mem_total ID MIB WHAT
   local kib
   kib=$(mem_total_kib "$1")
   [[ -n $kib ]] || fail "$3: no MemTotal"
-  ((kib <= $2 * 1024 && kib > ($2 - 128) * 1024)) || fail "$3: MemTotal ${kib} kB is not within 128 MiB below $2 MiB"
+  ((kib <= $2 * 1024 && kib > ($2 - 192) * 1024)) || fail "$3: MemTotal ${kib} kB is not within 192 MiB below $2 MiB"
+  echo "$1: MemTotal ${kib} kB for $2 MiB"
 }
 
 qemu_cmdline() { tr '\0' ' ' <"/proc/$(pgrep -f -- "-name sandbox-$1( |,|$)" | head -1)/cmdline"; }
@@ -243,8 +244,8 @@ sizing_config() {  # sizing_config static|dynamic
 case_cpu_dynamic() {
   local id=cpu-dyn out
   sizing_config dynamic
-  LAB_RUN_TIMEOUT=240 lab_run -d --annotation io.katacontainers.config.hypervisor.default_vcpus=0.75 --cpus 1.2 \
-    --memory-limit $((256 << 20)) "$id" /bin/sh -c 'sleep 600' >/dev/null || fail "ctr run -d failed"
+  LAB_RUN_TIMEOUT=240 lab_run -d --annotation=io.katacontainers.config.hypervisor.default_vcpus=0.75 --cpus=1.2 \
+    --memory-limit=$((256 << 20)) "$id" /bin/sh -c 'sleep 600' >/dev/null || fail "ctr run -d failed"
   wait_status "$id" RUNNING 10
   out=$(qemu_cmdline "$id")
   expect_contains "$out" "-smp 1,maxcpus=" "QEMU boots the configured vCPUs (dynamic mode adds nothing at creation)"
@@ -260,8 +261,8 @@ case_cpu_dynamic() {
 case_cpu_static() {
   local id=cpu-static out
   sizing_config static
-  lab_run -d --annotation io.katacontainers.config.hypervisor.default_vcpus=0.75 --cpus 1.2 \
-    --memory-limit $((256 << 20)) "$id" /bin/sh -c 'sleep 600' >/dev/null || fail "ctr run -d failed"
+  lab_run -d --annotation=io.katacontainers.config.hypervisor.default_vcpus=0.75 --cpus=1.2 \
+    --memory-limit=$((256 << 20)) "$id" /bin/sh -c 'sleep 600' >/dev/null || fail "ctr run -d failed"
   wait_status "$id" RUNNING 10
   out=$(qemu_cmdline "$id")
   expect_contains "$out" "-smp 2,maxcpus=2 " "QEMU boots the computed vCPUs without hotplug headroom"
@@ -334,7 +335,7 @@ case_cgroups() {
   [[ -z $(cgroup_dirs "kata-lab/$id")$(cgroup_dirs "kata_overhead/$id") ]] || fail "cgroups left without sandbox_cgroup_only"
   rm "$LAB/kata/config.d/60-cgroups.toml"
 
-  out=$(lab_run --rm --cgroup /cgroup.procs/bad cgrp-bad /bin/true 2>&1) && fail "a cgroup below a file was accepted"
+  out=$(lab_run --rm --cgroup=/cgroup.procs/bad cgrp-bad /bin/true 2>&1) && fail "a cgroup below a file was accepted"
   expect_contains "$out" "cgroup.procs" "error for a cgroup that cannot be created"
   lab_assert_gone cgrp-bad || fail "a failed cgroup left its sandbox behind"
 }

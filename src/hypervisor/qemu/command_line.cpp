@@ -103,6 +103,10 @@ std::string kernel_command_line(const VmContext& context) {
   const auto& config = context.config;
   std::vector<std::string> params = {"reboot=k", "panic=1", "systemd.unit=kata-containers.target",
                                      "systemd.mask=systemd-networkd.service", "systemd.mask=systemd-networkd.socket"};
+  // Hot-added memory (pc-dimm, virtio-mem) comes online in the kernel as it arrives. Onlining it
+  // from the agent races ACPI: OnlineCPUMem can run before the new blocks exist in sysfs, and a
+  // kernel without MEMORY_HOTPLUG_DEFAULT_ONLINE (Debian's) would leave them offline.
+  if (config.memory.default_maxmemory > config.memory.default_memory) params.push_back("memhp_default_state=online");
   const std::string attachment = rootfs_attachment(config);
   if (!attachment.empty()) {
     const bool pmem = attachment == "nvdimm";

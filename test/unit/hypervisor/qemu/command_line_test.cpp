@@ -38,7 +38,7 @@ LaunchPlan serial_plan() {
 
 const std::string base_append =
     "reboot=k panic=1 systemd.unit=kata-containers.target systemd.mask=systemd-networkd.service "
-    "systemd.mask=systemd-networkd.socket";
+    "systemd.mask=systemd-networkd.socket memhp_default_state=online";
 
 TEST(QemuCommandLine, TcgSerialInitrd) {
   const Argv expected = {
@@ -78,6 +78,16 @@ TEST(QemuCommandLine, FractionalVcpusRoundUpWithoutBinaryNoise) {
   context.config.cpu.default_vcpus = 0.75;
   const Argv fractional = build_command_line(context, serial_plan());
   EXPECT_EQ(*(std::find(fractional.begin(), fractional.end(), "-smp") + 1), "1,maxcpus=2");
+}
+
+// Without room for hotplug there is no memory to online.
+TEST(QemuCommandLine, HotplugMemoryOnlinesInTheKernelOnlyWhenThereCanBeAny) {
+  VmContext context = base_context();
+  context.config.memory.default_maxmemory = context.config.memory.default_memory;
+  const Argv argv = build_command_line(context, serial_plan());
+  const auto append = std::find(argv.begin(), argv.end(), "-append");
+  ASSERT_NE(append, argv.end());
+  EXPECT_EQ((append + 1)->find("memhp_default_state"), std::string::npos) << *(append + 1);
 }
 
 TEST(QemuCommandLine, KvmVsockImageVirtioFsDevicesAndDebug) {
