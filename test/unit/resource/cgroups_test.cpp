@@ -20,15 +20,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-std::string line_of(const fs::path& file, std::string_view needle) {
-  std::ifstream in(file);
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.find(needle) != std::string::npos) return line;
-  }
-  return {};
-}
-
 TEST(CgroupHierarchies, HybridHostUsesEveryV1HierarchyOnce) {
   const fs::path dir = test::make_temp_dir("kata-cgroup-mountinfo");
   test::write_file(dir / "mountinfo",
