@@ -36,9 +36,10 @@ std::uint32_t memory_mib_from_bytes(std::int64_t bytes) {
   return static_cast<std::uint32_t>(std::min<std::uint64_t>(value, UINT32_MAX - 1));
 }
 
-std::uint32_t cpuset_size(std::string_view cpuset) {
-  std::uint32_t count = 0;
-  std::size_t start = 0;
+}  // namespace
+
+std::set<std::uint32_t> parse_cpuset(std::string_view cpuset) {
+  std::set<std::uint32_t> cpus;
   auto parse = [&](std::string_view text) {
     std::uint32_t value = 0;
     auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
@@ -47,6 +48,7 @@ std::uint32_t cpuset_size(std::string_view cpuset) {
     }
     return value;
   };
+  std::size_t start = 0;
   while (start < cpuset.size()) {
     auto end = cpuset.find(',', start);
     if (end == std::string_view::npos) end = cpuset.size();
@@ -55,17 +57,22 @@ std::uint32_t cpuset_size(std::string_view cpuset) {
       auto first = parse(item.substr(0, dash));
       auto last = parse(item.substr(dash + 1));
       if (last < first) fail(Errc::invalid_argument, "linux.resources.cpu.cpus = \"{}\": range {} is reversed", cpuset, item);
-      count += last - first + 1;
+      // A bitmap's worth of CPUs at most: a range such as 0-4294967295 is input error, not a size.
+      if (last - first >= max_cpuset_cpus) {
+        fail(Errc::invalid_argument, "linux.resources.cpu.cpus = \"{}\": range {} is larger than {} CPUs", cpuset, item,
+             max_cpuset_cpus);
+      }
+      for (std::uint32_t cpu = first;; ++cpu) {
+        cpus.insert(cpu);
+        if (cpu == last) break;
+      }
     } else {
-      parse(item);
-      ++count;
+      cpus.insert(parse(item));
     }
     start = end + 1;
   }
-  return count;
+  return cpus;
 }
-
-}  // namespace
 
 WorkloadSize workload_from_annotations(const std::map<std::string, std::string>& annotations) {
   WorkloadSize size;
@@ -82,7 +89,7 @@ WorkloadSize workload_from_oci(const OciLinuxResources& resources) {
   if (quota >= 0 && period > 0) {
     size.vcpus = vcpus_from_quota(quota, period);
   } else if (!resources.cpuset.empty()) {
-    size.vcpus = cpuset_size(resources.cpuset);
+    size.vcpus = static_cast<double>(parse_cpuset(resources.cpuset).size());
   }
   size.memory_mib = memory_mib_from_bytes(resources.memory_limit.value_or(0));
   return size;

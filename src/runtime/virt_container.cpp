@@ -14,6 +14,7 @@
 #include "kata/log/log.hpp"
 #include "kata/oci/k8s.hpp"
 #include "kata/persist/process.hpp"
+#include "kata/resource/cgroups/sandbox_cgroups.hpp"
 #include "kata/resource/cpu_mem/initial_size.hpp"
 #include "kata/resource/network/network.hpp"
 #include "kata/resource/volume/volumes.hpp"
@@ -83,6 +84,8 @@ VirtSandboxSettings settings_for(const shim::SandboxSetup& setup, const oci::Spe
   if (netns.kind == oci::NetworkNamespace::Kind::existing) settings.network_namespace = netns.path;
   settings.on_oom = setup.on_oom;
   settings.shm_size = resource::sandbox_shm_size(spec.mounts);
+  if (spec.linux_spec) settings.cgroups_path = spec.linux_spec->cgroups_path;
+  settings.host_cgroups = true;
   settings.config = std::move(config);
   log.info("configuration {} ({} drop-ins), {} vCPUs, {} MiB", loaded.file.string(), loaded.drop_ins.size(),
            resource::cpu_mem::boot_vcpus(settings.config.active_hypervisor().cpu.default_vcpus),
@@ -117,6 +120,16 @@ void cleanup_after_dead_shim(const shim::DeleteContext& context, const std::file
     for (const auto& link : loaded->state.cleanup.links) links_by_netns[link.netns].push_back(link.name);
     for (const auto& [netns, links] : links_by_netns) {
       if (!netns.empty()) resource::network::remove_leftovers(netns, links);
+    }
+  }
+  if (loaded) {
+    // The pod's cgroups, once the processes killed above have left them.
+    std::vector<std::filesystem::path> cgroup_dirs;
+    for (const auto& dir : loaded->state.cleanup.directories) {
+      if (resource::cgroups::on_cgroup_filesystem(dir)) cgroup_dirs.emplace_back(dir);
+    }
+    for (const auto& dir : resource::cgroups::remove_cgroup_directories(cgroup_dirs, std::chrono::seconds(2))) {
+      log.warn("cgroup {} is still there", dir.string());
     }
   }
   const auto shared_dir = shared_root / context.sandbox_id;

@@ -463,6 +463,136 @@ case_netns_veth() {
   umount "$netns"
 }
 
+# --- CPU and memory sizing (docs/resources.md) ------------------------------------------------
+
+exec_out() {  # exec_out ID CMD...: stdout of CMD run in task ID
+  local id=$1; shift
+  timeout 60 ctr tasks exec --exec-id "x$RANDOM" "$id" "$@"
+}
+
+mem_total_kib() { exec_out "$1" /bin/sh -c 'grep MemTotal /proc/meminfo' | awk '{print $2}'; }
+
+# MemTotal is the VM's memory less what the guest kernel keeps for itself: it
+# must lie in (MiB - 192, MiB] (measured here: ~120 MiB less at 288 and at 768 MiB).
+expect_mem_total() {  # expect_mem_total ID MIB WHAT
+  local kib
+  kib=$(mem_total_kib "$1")
+  [[ -n $kib ]] || fail "$3: no MemTotal"
+  ((kib <= $2 * 1024 && kib > ($2 - 192) * 1024)) || fail "$3: MemTotal ${kib} kB is not within 192 MiB below $2 MiB"
+  echo "$1: MemTotal ${kib} kB for $2 MiB"
+}
+
+qemu_cmdline() { tr '\0' ' ' <"/proc/$(pgrep -f -- "-name sandbox-$1( |,|$)" | head -1)/cmdline"; }
+
+sizing_config() {  # sizing_config static|dynamic
+  local static=false
+  [[ $1 == static ]] && static=true
+  printf '[hypervisor.qemu]\ndefault_memory = 512\n[runtime]\nstatic_sandbox_resource_mgmt = %s\n' "$static" \
+    >"$LAB/kata/config.d/60-sizing.toml"
+}
+
+# Dynamic mode: the VM boots with the configuration's size (ceil(0.75) = 1 vCPU, 512 MiB) and
+# the container's limits are hotplugged when it is created: 0.75 + 1.2 CPUs need 2 vCPUs, and
+# 512 + 256 MiB of memory.
+case_cpu_dynamic() {
+  local id=cpu-dyn out
+  sizing_config dynamic
+  LAB_RUN_TIMEOUT=240 lab_run -d --annotation=io.katacontainers.config.hypervisor.default_vcpus=0.75 --cpus=1.2 \
+    --memory-limit=$((256 << 20)) "$id" /bin/sh -c 'sleep 600' >/dev/null || fail "ctr run -d failed"
+  wait_status "$id" RUNNING 10
+  out=$(qemu_cmdline "$id")
+  expect_contains "$out" "-smp 1,maxcpus=" "QEMU boots the configured vCPUs (dynamic mode adds nothing at creation)"
+  expect_contains "$out" "-m 512M" "QEMU boots the configured memory"
+  expect_eq "$(exec_out "$id" nproc)" 2 "nproc after hotplug (ceil(0.75 + 1.2))"
+  expect_eq "$(exec_out "$id" cat /sys/devices/system/cpu/online)" 0-1 "online CPUs"
+  expect_mem_total "$id" 768 "memory after hotplug (512 + 256 MiB)"
+  remove "$id"
+}
+
+# Static mode: the VM is created at overhead + workload (qemu: 0.2 vCPU, 32 MiB), nothing is
+# hotplugged: max(0.2 + 1.2, 1) = 1.4 -> 2 vCPUs with no headroom, 32 + 256 = 288 MiB.
+case_cpu_static() {
+  local id=cpu-static out
+  sizing_config static
+  lab_run -d --annotation=io.katacontainers.config.hypervisor.default_vcpus=0.75 --cpus=1.2 \
+    --memory-limit=$((256 << 20)) "$id" /bin/sh -c 'sleep 600' >/dev/null || fail "ctr run -d failed"
+  wait_status "$id" RUNNING 10
+  out=$(qemu_cmdline "$id")
+  expect_contains "$out" "-smp 2,maxcpus=2 " "QEMU boots the computed vCPUs without hotplug headroom"
+  expect_contains "$out" "-m 288M" "QEMU boots overhead + workload memory"
+  expect_eq "$(exec_out "$id" nproc)" 2 "nproc (ceil(0.2 + 1.2))"
+  expect_mem_total "$id" 288 "memory (32 + 256 MiB)"
+  remove "$id"
+}
+
+# Dynamic mode through the CRI: create, UpdateContainerResources (vCPU unplug, memory growth)
+# and removal resize one pod's VM (cri/cri_resources_test.py).
+case_cri_resources() {
+  sizing_config dynamic
+  lab_import_cri_images
+  mkdir -p "$LAB/cri" "$LAB/cni/net.d"
+  /usr/bin/python3 -m grpc_tools.protoc -I "$here/cri" --python_out="$LAB/cri" --grpc_python_out="$LAB/cri" \
+    "$here/cri/cri_subset.proto" || fail "generating the CRI client failed (python3-grpc-tools)"
+  PYTHONPATH=$LAB/cri /usr/bin/python3 "$here/cri/cri_resources_test.py" "$LAB/containerd.sock" kata "$LAB" ||
+    fail "the CRI resources test failed"
+}
+
+# --- host cgroups (docs/resources.md) ------------------------------------------------------------
+
+# Directories of cgroup PATH (relative) in every v1 hierarchy or the v2 one that exist.
+cgroup_dirs() {
+  local dir
+  for dir in /sys/fs/cgroup/*/"$1" /sys/fs/cgroup/"$1"; do
+    [[ -d $dir && $dir != /sys/fs/cgroup/unified/* ]] && echo "$dir"
+  done
+}
+
+# sandbox_cgroup_only = true (the shipped value): QEMU and virtiofsd run in the pod's cgroup
+# (ctr gives linux.cgroupsPath = /<namespace>/<id>); after teardown, also of a SIGKILLed shim,
+# the cgroup is gone. A cgroup that cannot be created fails the run with its path.
+case_cgroups() {
+  local id=cgrp-pod qemu out pid
+  lab_run -d "$id" /bin/sh -c 'sleep 600' >/dev/null || fail "ctr run -d failed"
+  wait_status "$id" RUNNING 10
+  qemu=$(pgrep -f -- "-name sandbox-$id( |,|$)" | head -1)
+  [[ -n $qemu ]] || fail "no QEMU for $id"
+  out=$(cat "/proc/$qemu/cgroup")
+  expect_contains "$out" ":/kata-lab/$id"$'\n' "QEMU's /proc/<pid>/cgroup"
+  for pid in $(pgrep -f -- "virtiofsd.*/$id/"); do
+    expect_contains "$(cat "/proc/$pid/cgroup")" ":/kata-lab/$id"$'\n' "virtiofsd's cgroup"
+  done
+  [[ -n $(cgroup_dirs "kata-lab/$id") ]] || fail "no cgroup directory kata-lab/$id"
+  remove "$id"
+  [[ -z $(cgroup_dirs "kata-lab/$id") ]] || fail "cgroups left after teardown: $(cgroup_dirs "kata-lab/$id")"
+
+  id=cgrp-kill
+  lab_run -d "$id" /bin/sh -c 'sleep 600' >/dev/null || fail "ctr run -d failed"
+  wait_status "$id" RUNNING 10
+  [[ -n $(cgroup_dirs "kata-lab/$id") ]] || fail "no cgroup directory kata-lab/$id"
+  kill -KILL "$(lab_shim_pid "$id")"
+  sleep 1
+  ctr tasks delete -f "$id" >/dev/null 2>&1
+  ctr containers delete "$id" >/dev/null 2>&1
+  lab_assert_gone "$id" || fail "a SIGKILLed shim left its sandbox behind"
+  [[ -z $(cgroup_dirs "kata-lab/$id") ]] || fail "cgroups left after a dead shim: $(cgroup_dirs "kata-lab/$id")"
+
+  # Without sandbox_cgroup_only: QEMU in kata_overhead/<id>, its vCPU threads in the pod's cgroup.
+  printf '[runtime]\nsandbox_cgroup_only = false\n' >"$LAB/kata/config.d/60-cgroups.toml"
+  id=cgrp-overhead
+  lab_run -d "$id" /bin/sh -c 'sleep 600' >/dev/null || fail "ctr run -d failed"
+  wait_status "$id" RUNNING 10
+  qemu=$(pgrep -f -- "-name sandbox-$id( |,|$)" | head -1)
+  expect_contains "$(cat "/proc/$qemu/cgroup")" ":/kata_overhead/$id"$'\n' "QEMU's cgroup without sandbox_cgroup_only"
+  grep -qs -- ":/kata-lab/$id\$" /proc/"$qemu"/task/*/cgroup || fail "no QEMU thread (vCPU) in the pod's cgroup"
+  remove "$id"
+  [[ -z $(cgroup_dirs "kata-lab/$id")$(cgroup_dirs "kata_overhead/$id") ]] || fail "cgroups left without sandbox_cgroup_only"
+  rm "$LAB/kata/config.d/60-cgroups.toml"
+
+  out=$(lab_run --rm --cgroup=/cgroup.procs/bad cgrp-bad /bin/true 2>&1) && fail "a cgroup below a file was accepted"
+  expect_contains "$out" "cgroup.procs" "error for a cgroup that cannot be created"
+  lab_assert_gone cgrp-bad || fail "a failed cgroup left its sandbox behind"
+}
+
 [[ $(id -u) == 0 ]] || { echo "SKIP: the integration tests need root (containerd, mounts)"; exit 77; }
 case_name=${1:?usage: ctr_test.sh CASE}
 declare -F "case_$case_name" >/dev/null || { echo "ctr_test.sh: no case $case_name" >&2; exit 2; }

@@ -3,6 +3,8 @@
 // stop, many waiters, duplicate ids refused) without running a VMM. Failures can be injected.
 #pragma once
 
+#include <algorithm>
+#include <cmath>
 #include <map>
 #include <optional>
 #include <string>
@@ -26,7 +28,11 @@ class FakeHypervisor {
                                  hypervisor::capability::pause_resume>;
 
   FakeHypervisor(Executor executor, hypervisor::VmContext context)
-      : executor_(executor), context_(std::move(context)), exited_(executor) {}
+      : executor_(executor),
+        context_(std::move(context)),
+        exited_(executor),
+        vcpus_(std::max<std::uint32_t>(1, static_cast<std::uint32_t>(std::ceil(context_.config.cpu.default_vcpus)))),
+        memory_mib_(context_.config.memory.default_memory) {}
 
   /// Test knobs.
   std::optional<Errc> fail_start;
@@ -36,6 +42,11 @@ class FakeHypervisor {
   std::vector<hypervisor::NetworkDevice> network_devices;
   int stop_calls = 0;
   bool paused = false;
+  /// Every resize_vcpus / resize_memory argument, in order.
+  std::vector<std::uint32_t> vcpu_requests;
+  std::vector<std::uint32_t> memory_requests;
+  /// Makes the next resizes fail with this code.
+  std::optional<Errc> fail_resize;
 
   Task<void> prepare_vm() { co_return; }
 
@@ -97,16 +108,31 @@ class FakeHypervisor {
   Task<void> pause_vm() { paused = true; co_return; }
   Task<void> resume_vm() { paused = false; co_return; }
 
+  /// As QEMU: clamped to [boot vCPUs, default_maxvcpus] (boot vCPUs cannot be unplugged).
   Task<hypervisor::VcpuResize> resize_vcpus(std::uint32_t count) {
+    vcpu_requests.push_back(count);
+    if (fail_resize) fail(*fail_resize, "resize vCPUs to {}: injected failure", count);
     const auto old = vcpus_;
-    vcpus_ = std::min<std::uint32_t>(count, context_.config.cpu.default_maxvcpus);
+    const std::uint32_t boot = std::max<std::uint32_t>(1, static_cast<std::uint32_t>(std::ceil(context_.config.cpu.default_vcpus)));
+    vcpus_ = std::clamp(count, boot, std::max(boot, context_.config.cpu.default_maxvcpus));
     co_return hypervisor::VcpuResize{old, vcpus_};
   }
 
-  Task<hypervisor::MemoryResize> resize_memory(std::uint32_t) {
-    fail(Errc::not_supported, "resize memory is not supported by {}", name);
-    co_return hypervisor::MemoryResize{};
+  /// As QEMU: never below the boot size, at most default_maxmemory; with enable_virtio_mem the
+  /// size follows the request both ways, otherwise (pc-dimm) it only grows. Not advertised in
+  /// `capabilities`: a test derives a fake that does.
+  Task<hypervisor::MemoryResize> resize_memory(std::uint32_t mib) {
+    memory_requests.push_back(mib);
+    if (fail_resize) fail(*fail_resize, "resize memory to {} MiB: injected failure", mib);
+    const auto old = memory_mib_;
+    const auto& memory = context_.config.memory;
+    const std::uint32_t wanted = std::clamp(mib, memory.default_memory, std::max(memory.default_memory, memory.default_maxmemory));
+    memory_mib_ = memory.enable_virtio_mem ? wanted : std::max(old, wanted);
+    co_return hypervisor::MemoryResize{old, memory_mib_};
   }
+
+  [[nodiscard]] std::uint32_t vcpus() const { return vcpus_; }
+  [[nodiscard]] std::uint32_t memory_mib() const { return memory_mib_; }
 
   Task<std::map<std::uint32_t, pid_t>> vcpu_thread_ids() { co_return std::map<std::uint32_t, pid_t>{}; }
   Task<void> cleanup() { cleaned_up = true; co_return; }
@@ -136,7 +162,8 @@ class FakeHypervisor {
   AsyncEvent exited_;
   ExitStatus status_{};
   bool running_ = false;
-  std::uint32_t vcpus_ = 1;
+  std::uint32_t vcpus_;
+  std::uint32_t memory_mib_;
 };
 
 }  // namespace kata::testing

@@ -34,6 +34,8 @@
 #include "kata/hypervisor/hypervisor.hpp"
 #include "kata/oci/spec.hpp"
 #include "kata/persist/store.hpp"
+#include "kata/resource/cgroups/sandbox_cgroups.hpp"
+#include "kata/resource/cpu_mem/dynamic_resources.hpp"
 #include "kata/resource/network/network.hpp"
 #include "kata/resource/rootfs/block_rootfs.hpp"
 #include "kata/resource/share_fs/shared_fs.hpp"
@@ -61,6 +63,13 @@ struct VirtSandboxSettings {
   /// Size of the sandbox's /dev/shm tmpfs in the guest (resource::sandbox_shm_size of the
   /// sandbox container's spec).
   std::uint64_t shm_size = resource::default_shm_size;
+  // --- cgroups ---
+  /// The sandbox spec's linux.cgroupsPath (empty: kata_sandboxed_pod/<sandbox_id>).
+  std::string cgroups_path;
+  /// Whether the sandbox places its host processes in cgroups (kata/resource/cgroups/); the
+  /// shim sets it, tests of the runtime that must not move the test process leave it off.
+  bool host_cgroups = false;
+  // --- end cgroups ---
   /// How long booting may take, VM start to agent ready.
   std::chrono::milliseconds boot_timeout{60'000};
   OomHandler on_oom;
@@ -169,6 +178,19 @@ class VirtSandbox {
   std::uint64_t generation_ = 0;  // boot attempts; watchers of an old attempt ignore its VMM's exit
   std::map<std::string, std::unique_ptr<Container>, std::less<>> containers_;
   std::optional<AsyncEvent> shutdown_done_;
+  // --- cpu_mem: dynamic sizing (kata/resource/cpu_mem/dynamic_resources.hpp) ---
+  resource::cpu_mem::DynamicResources<H> cpu_mem_;
+  /// Gives a container's CPU/memory limits back to the sizing policy after it is gone (or its
+  /// creation failed). Never throws: a failed shrink is logged, the VM keeps its size.
+  Task<void> release_container_resources(const std::string& container) noexcept;
+  // --- end cpu_mem ---
+  // --- cgroups ---
+  std::optional<resource::cgroups::SandboxCgroups> cgroups_;
+  /// Creates the pod's cgroups and moves the shim in (so virtiofsd and the VMM start there).
+  void enter_cgroups();
+  /// Moves the shim back and removes the cgroups; never throws.
+  void leave_cgroups() noexcept;
+  // --- end cgroups ---
 };
 
 }  // namespace kata::runtime

@@ -42,8 +42,10 @@ bool uses_virtio_fs(const LaunchPlan& plan) {
   return false;
 }
 
+// ceil, tolerant of binary rounding as kata::resource::cpu_mem::boot_vcpus (static sizing's
+// 2 plus rounding noise must boot 2 vCPUs, the default_maxvcpus it set).
 std::uint32_t boot_vcpus(const config::HypervisorConfig& config) {
-  return std::max<std::uint32_t>(1, static_cast<std::uint32_t>(std::ceil(config.cpu.default_vcpus)));
+  return std::max<std::uint32_t>(1, static_cast<std::uint32_t>(std::ceil(config.cpu.default_vcpus - 1e-6)));
 }
 
 // vhost-user devices (virtio-fs) map guest RAM into the daemon, so every RAM region must be a
@@ -101,6 +103,10 @@ std::string kernel_command_line(const VmContext& context) {
   const auto& config = context.config;
   std::vector<std::string> params = {"reboot=k", "panic=1", "systemd.unit=kata-containers.target",
                                      "systemd.mask=systemd-networkd.service", "systemd.mask=systemd-networkd.socket"};
+  // Hot-added memory (pc-dimm, virtio-mem) comes online in the kernel as it arrives. Onlining it
+  // from the agent races ACPI: OnlineCPUMem can run before the new blocks exist in sysfs, and a
+  // kernel without MEMORY_HOTPLUG_DEFAULT_ONLINE (Debian's) would leave them offline.
+  if (config.memory.default_maxmemory > config.memory.default_memory) params.push_back("memhp_default_state=online");
   const std::string attachment = rootfs_attachment(config);
   if (!attachment.empty()) {
     const bool pmem = attachment == "nvdimm";

@@ -121,8 +121,10 @@ void require_file(std::string_view key, const std::string& path) {
   if (std::filesystem::is_directory(status)) fail(Errc::invalid_argument, "[hypervisor.qemu] {}: {} is a directory", key, path);
 }
 
+// ceil, tolerant of binary rounding as kata::resource::cpu_mem::boot_vcpus (static sizing's
+// 2 plus rounding noise must boot 2 vCPUs, the default_maxvcpus it set).
 std::uint32_t boot_vcpus(const config::HypervisorConfig& config) {
-  return std::max<std::uint32_t>(1, static_cast<std::uint32_t>(std::ceil(config.cpu.default_vcpus)));
+  return std::max<std::uint32_t>(1, static_cast<std::uint32_t>(std::ceil(config.cpu.default_vcpus - 1e-6)));
 }
 
 std::string device_id(const Device& device) {
@@ -706,7 +708,7 @@ Task<VcpuResize> Qemu::resize_vcpus(std::uint32_t count) {
   auto qmp = runtime_->qmp;
   const auto& config = context_.config;
   const std::uint32_t boot = boot_vcpus(config);
-  const std::uint32_t target = std::clamp(count, boot, std::max(boot, config.cpu.default_maxvcpus));
+  std::uint32_t target = std::clamp(count, boot, std::max(boot, config.cpu.default_maxvcpus));
 
   const nlohmann::json slots = co_await qmp->execute("query-hotpluggable-cpus");
   std::vector<nlohmann::json> free_slots, plugged;
@@ -718,6 +720,13 @@ Task<VcpuResize> Qemu::resize_vcpus(std::uint32_t count) {
     }
   }
   const auto present = static_cast<std::uint32_t>(slots.size() - free_slots.size());
+  // QEMU 7.2 under TCG corrupts its heap ("corrupted double-linked list", abort) when a vCPU is
+  // plugged into a slot an earlier unplug emptied: a pod that shrinks and grows again would lose
+  // its VM. Without KVM the VM keeps its vCPUs instead (docs/resources.md).
+  if (target < present && choose_accelerator(host_) != Accelerator::kvm) {
+    logger().info("resize vCPUs to {}: keeping {} (vCPU unplug is disabled under TCG)", target, present);
+    target = present;
+  }
   // Plug in topology order, unplug in reverse: QEMU lists slots highest first.
   auto topology = [](const nlohmann::json& slot) {
     const auto& p = slot["props"];

@@ -40,6 +40,7 @@ struct FakeGuest {
   std::vector<std::string> calls;
   grpc::CreateSandboxRequest sandbox;
   std::map<std::string, grpc::CreateContainerRequest> containers;
+  std::vector<grpc::UpdateContainerRequest> updates;
   std::map<std::string, int> exit_codes;
   std::map<std::string, std::string> pending_output;  // key: container/exec
   std::string stdin_received;
@@ -120,6 +121,19 @@ struct FakeGuest {
       grpc::RemoveContainerRequest request;
       request.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()));
       calls.push_back("RemoveContainer " + request.container_id());
+      co_return empty();
+    });
+    agent.add_unary("OnlineCPUMem", [this, empty](std::string_view bytes, const ttrpc::CallContext&) -> Task<std::string> {
+      grpc::OnlineCPUMemRequest request;
+      request.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()));
+      calls.push_back(fmt::format("OnlineCPUMem {}", request.nb_cpus()));
+      co_return empty();
+    });
+    agent.add_unary("UpdateContainer", [this, empty](std::string_view bytes, const ttrpc::CallContext&) -> Task<std::string> {
+      grpc::UpdateContainerRequest request;
+      request.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()));
+      calls.push_back("UpdateContainer " + request.container_id());
+      updates.push_back(request);
       co_return empty();
     });
     agent.add_unary("GetOOMEvent", [this](std::string_view, const ttrpc::CallContext&) -> Task<std::string> {
@@ -578,6 +592,73 @@ TEST(SpecAmendment, KeepsOnlyGuestHooksAndSandboxNamespaces) {
   EXPECT_FALSE(spec.linux_spec->resources->pids.has_value());
   EXPECT_FALSE(spec.linux_spec->seccomp.has_value());
   EXPECT_TRUE(spec.linux_spec->devices.empty());
+}
+
+}  // namespace
+}  // namespace kata::runtime
+
+namespace kata::runtime {
+namespace {
+
+// Dynamic sizing (static_sandbox_resource_mgmt = false) through the sandbox: a container's CPU
+// limit is hotplugged and onlined before the guest creates it, an update resizes, the delete
+// gives the vCPUs back; the host's cpuset never reaches the guest.
+TEST_F(VirtSandboxTest, DynamicModeHotplugsForContainerLimits) {
+  write_spec(R"({"ociVersion":"1.0.2","process":{"args":["/bin/sh"],"cwd":"/","user":{"uid":0,"gid":0}},
+      "root":{"path":"rootfs"},"linux":{"namespaces":[{"type":"pid"},{"type":"mount"}],
+      "resources":{"cpu":{"quota":120000,"period":100000,"cpus":"0-1"}}}})");
+  auto s = settings();
+  s.config.hypervisor["fake"].cpu.default_vcpus = 0.75;
+  s.config.runtime.static_sandbox_resource_mgmt = false;
+  std::vector<std::string> calls;
+  run([&](Sandbox& sandbox, FakeGuest& guest) -> Task<void> {
+        EXPECT_EQ(sandbox.hypervisor().vcpus(), 1u);
+        co_await sandbox.create_container(create_request("c1"));
+        EXPECT_EQ(sandbox.hypervisor().vcpus(), 2u);  // ceil(0.75 + 1.2)
+        const auto& resources = guest.containers.at("c1").oci().linux().resources();
+        EXPECT_EQ(resources.cpu().quota(), 120000);
+        EXPECT_EQ(resources.cpu().cpus(), "");
+
+        co_await sandbox.update_container("c1", R"({"cpu":{"quota":320000,"period":100000,"cpus":"0-3"}})");
+        EXPECT_EQ(sandbox.hypervisor().vcpus(), 4u);  // ceil(0.75 + 3.2)
+        EXPECT_EQ(guest.updates.size(), 1u);
+        if (!guest.updates.empty()) {
+          EXPECT_EQ(guest.updates[0].resources().cpu().cpus(), "");
+        }
+
+        co_await sandbox.update_container("c1", R"({"cpu":{"quota":20000,"period":100000}})");
+        EXPECT_EQ(sandbox.hypervisor().vcpus(), 1u);  // ceil(0.75 + 0.2)
+
+        co_await sandbox.update_container("c1", R"({"cpu":{"quota":100000,"period":100000}})");
+        EXPECT_EQ(sandbox.hypervisor().vcpus(), 2u);
+        co_await sandbox.start_process(c1_init);
+        (void)co_await sandbox.wait_process(c1_init);
+        (void)co_await sandbox.delete_process(c1_init);
+        EXPECT_EQ(sandbox.hypervisor().vcpus(), 1u);
+        EXPECT_EQ(sandbox.hypervisor().vcpu_requests, (std::vector<std::uint32_t>{2, 4, 1, 2, 1}));
+        calls = guest.calls;
+      },
+      std::move(s));
+  EXPECT_EQ(calls, (std::vector<std::string>{"CreateSandbox", "OnlineCPUMem 1", "CreateContainer c1", "OnlineCPUMem 2",
+                                             "UpdateContainer c1", "UpdateContainer c1", "OnlineCPUMem 1",
+                                             "UpdateContainer c1", "StartContainer c1", "RemoveContainer c1"}));
+}
+
+TEST_F(VirtSandboxTest, StaticModeHotplugsNothing) {
+  write_spec(R"({"ociVersion":"1.0.2","process":{"args":["/bin/sh"],"cwd":"/","user":{"uid":0,"gid":0}},
+      "root":{"path":"rootfs"},"linux":{"namespaces":[{"type":"pid"},{"type":"mount"}],
+      "resources":{"cpu":{"quota":120000,"period":100000}}}})");
+  auto s = settings();
+  s.config.runtime.static_sandbox_resource_mgmt = true;
+  run([&](Sandbox& sandbox, FakeGuest& guest) -> Task<void> {
+        co_await sandbox.create_container(create_request("c1"));
+        co_await sandbox.update_container("c1", R"({"cpu":{"quota":320000,"period":100000}})");
+        EXPECT_TRUE(sandbox.hypervisor().vcpu_requests.empty());
+        EXPECT_EQ(std::count_if(guest.calls.begin(), guest.calls.end(),
+                                [](const std::string& call) { return call.starts_with("OnlineCPUMem"); }),
+                  0);
+      },
+      std::move(s));
 }
 
 }  // namespace

@@ -82,7 +82,8 @@ class Qemu {
   Task<void> pause_vm();
   Task<void> resume_vm();
   /// Clamped to [boot vCPUs, default_maxvcpus]: boot vCPUs cannot be unplugged. Unplug is a
-  /// request (device_del) the guest completes by ejecting the CPU.
+  /// request (device_del) the guest completes by ejecting the CPU; under TCG nothing is unplugged
+  /// (QEMU 7.2 aborts when a vCPU is plugged again into an emptied slot) and new_vcpus says so.
   Task<VcpuResize> resize_vcpus(std::uint32_t count);
   /// pc-dimm (object-add + device_add) in multiples of memory_block_mib, or the virtio-mem
   /// device's requested-size with enable_virtio_mem. Never below the boot size; at most

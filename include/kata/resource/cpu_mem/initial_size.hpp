@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 
@@ -42,6 +43,14 @@ struct WorkloadSize {
   /// MiB, rounded up to an even number (2 MiB alignment for hugepages).
   std::uint32_t memory_mib = 0;
 };
+
+/// The largest cpuset range parse_cpuset accepts (the kernel's NR_CPUS ceiling).
+inline constexpr std::uint32_t max_cpuset_cpus = 8192;
+
+/// The CPUs of a cpuset list such as "0-2,4" (linux.resources.cpu.cpus). Throws
+/// Errc::invalid_argument naming the list and the bad item: not a number, a reversed range, a
+/// range wider than max_cpuset_cpus.
+[[nodiscard]] std::set<std::uint32_t> parse_cpuset(std::string_view cpuset);
 
 /// From the CRI annotations of a pod sandbox; a missing or unparsable annotation counts as 0.
 [[nodiscard]] WorkloadSize workload_from_annotations(const std::map<std::string, std::string>& annotations);

@@ -1,6 +1,8 @@
 // Template bodies of virt_sandbox.hpp.
 #pragma once
 
+#include <unistd.h>
+
 #include <csignal>
 
 #include <fmt/format.h>
@@ -34,7 +36,8 @@ VirtSandbox<H, T>::VirtSandbox(Executor executor, VirtSandboxSettings settings)
                                 .agent_port = settings_.config.active_agent().server_port,
                                 .agent_kernel_params = {}}),
       gate_(executor, fmt::format("sandbox {}", settings_.sandbox_id)),
-      lifecycle_(executor) {}
+      lifecycle_(executor),
+      cpu_mem_(executor, settings_.config.active_hypervisor(), settings_.config.runtime.static_sandbox_resource_mgmt) {}
 
 template <hypervisor::Hypervisor H, agent::AgentTransport T>
 VirtSandbox<H, T>::~VirtSandbox() = default;
@@ -103,6 +106,7 @@ Task<void> VirtSandbox<H, T>::boot() {
   try {
     store_.create_sandbox_dir(id);
     state_dir_created_ = true;
+    enter_cgroups();  // cgroups: before any helper process starts
 
     const auto& hv = settings_.config.active_hypervisor();
     resource::SharedFsOptions share_options;
@@ -145,6 +149,15 @@ Task<void> VirtSandbox<H, T>::boot() {
     request.set_sandbox_pidns(false);
     co_await agent_->create_sandbox(request);
 
+    // --- cgroups: without sandbox_cgroup_only only the vCPU threads go to the pod's cgroup ---
+    if (cgroups_ && !settings_.config.runtime.sandbox_cgroup_only) {
+      const std::map<std::uint32_t, pid_t> vcpus = co_await vm_.vcpu_thread_ids();
+      std::vector<pid_t> threads;
+      for (const auto& [index, tid] : vcpus) threads.push_back(tid);
+      with_context("move vCPU threads to the sandbox cgroup", [&] { cgroups_->add_vcpu_threads(threads); });
+    }
+    // --- end cgroups ---
+
     state_ = State::running;
     gate_.spawn(watch_oom(generation), [log](std::exception_ptr e) { log.debug("OOM watcher ended: {}", describe(e)); });
     persist_state();
@@ -174,6 +187,7 @@ Task<void> VirtSandbox<H, T>::boot() {
     }
     shared_fs_.reset();
   }
+  leave_cgroups();
   if (state_dir_created_) {
     try {
       store_.remove(id);
@@ -276,6 +290,13 @@ void VirtSandbox<H, T>::persist_state() {
   for (const auto& link : network_.plumbed_links()) {
     state.cleanup.links.push_back(persist::LinkRecord{link, network_.netns_path().string()});
   }
+  if (cgroups_) {  // cgroups
+    state.resource.cgroup_state = persist::CgroupState{.path = cgroups_->path().string(),
+                                                       .overhead_path = cgroups_->overhead_path().string(),
+                                                       .sandbox_cgroup_only = settings_.config.runtime.sandbox_cgroup_only,
+                                                       .enable_vcpus_pinning = false};
+    for (const auto& dir : cgroups_->created_directories()) state.cleanup.directories.push_back(dir.string());
+  }
   if (shared_fs_) state.cleanup.directories.push_back(shared_fs_->sandbox_dir().string());
   state.cleanup.directories.push_back(state_dir_.string());
   store_.save(settings_.sandbox_id, state);
@@ -319,6 +340,7 @@ Task<void> VirtSandbox<H, T>::shutdown() {
     }
     shared_fs_.reset();
   }
+  leave_cgroups();
   if (state_dir_created_) {
     try {
       store_.remove(settings_.sandbox_id);
@@ -330,6 +352,28 @@ Task<void> VirtSandbox<H, T>::shutdown() {
   state_ = State::stopped;
   shutdown_done_->set();
 }
+
+// --- cgroups ---
+template <hypervisor::Hypervisor H, agent::AgentTransport T>
+void VirtSandbox<H, T>::enter_cgroups() {
+  if (!settings_.host_cgroups) return;
+  with_context("sandbox cgroups", [&] {
+    resource::cgroups::SandboxCgroupOptions options;
+    options.sandbox_id = settings_.sandbox_id;
+    options.cgroups_path = settings_.cgroups_path;
+    options.sandbox_cgroup_only = settings_.config.runtime.sandbox_cgroup_only;
+    options.hierarchies = resource::cgroups::detect_hierarchies();
+    cgroups_.emplace(resource::cgroups::SandboxCgroups::create(std::move(options)));
+    cgroups_->add_process(::getpid());
+  });
+}
+
+template <hypervisor::Hypervisor H, agent::AgentTransport T>
+void VirtSandbox<H, T>::leave_cgroups() noexcept {
+  if (cgroups_) cgroups_->remove();
+  cgroups_.reset();
+}
+// --- end cgroups ---
 
 // ---------------------------------------------------------------------------------------------
 // Containers and processes
@@ -394,14 +438,28 @@ Task<pid_t> VirtSandbox<H, T>::create_container(CreateContainerRequest request) 
         ProcessIo::open(executor_, *agent_, container->init->id, request.stdio, settings_.namespace_name);
   });
 
+  // --- cpu_mem: hotplug for the container's limits before it exists (dynamic mode), and no
+  // host cpuset for the guest (host CPU numbers mean nothing there; upstream clears it too) ---
+  std::optional<oci::Resources> limits;
+  if (spec.linux_spec && spec.linux_spec->resources) {
+    limits = spec.linux_spec->resources;
+    if (spec.linux_spec->resources->cpu) spec.linux_spec->resources->cpu->cpus.clear();
+  }
+  try {
+    co_await cpu_mem_.apply(vm_, agent(), id, resource::cpu_mem::ResourceOp::add, std::move(limits));
+  } catch (...) {
+    rethrow_with_context(context);
+  }
+  // --- end cpu_mem ---
+
   grpc::CreateContainerRequest create;
   create.set_container_id(id);
   create.set_exec_id(id);
-  *create.mutable_oci() = with_context(context, [&] { return agent::to_agent_spec(spec); });
-  create.set_sandbox_pidns(false);
   // --- volumes (resource/volume): devices attached before the agent mounts them ---
   std::exception_ptr failure;
   try {
+    *create.mutable_oci() = agent::to_agent_spec(spec);
+    create.set_sandbox_pidns(false);
     co_await attach_block_volumes(container->volumes, container->attached_devices);
     for (const auto& storage : container->volumes.storages) *create.add_storages() = storage;
     co_await agent().create_container(create);
@@ -410,6 +468,7 @@ Task<pid_t> VirtSandbox<H, T>::create_container(CreateContainerRequest request) 
   }
   if (failure) {
     co_await detach_block_volumes(std::move(container->attached_devices));
+    co_await release_container_resources(id);  // cpu_mem
     // The guest names the storage it could not mount by its mount point; say which volume that is.
     std::string subject;
     const std::string message = describe(failure);
@@ -584,6 +643,7 @@ Task<ExitInfo> VirtSandbox<H, T>::delete_process(const ProcessId& id) {
   std::vector<std::string> devices = std::move(container.attached_devices);
   containers_.erase(id.container_id);
   if (state_ == State::running) co_await detach_block_volumes(std::move(devices));
+  co_await release_container_resources(id.container_id);  // cpu_mem
   co_return exit;
 }
 
@@ -624,6 +684,18 @@ Task<void> VirtSandbox<H, T>::detach_block_volumes(std::vector<std::string> atta
     }
   }
 }
+
+// --- cpu_mem ---
+template <hypervisor::Hypervisor H, agent::AgentTransport T>
+Task<void> VirtSandbox<H, T>::release_container_resources(const std::string& container) noexcept {
+  if (state_ != State::running || !agent_ || !agent_->is_connected()) co_return;
+  try {
+    co_await cpu_mem_.apply(vm_, *agent_, container, resource::cpu_mem::ResourceOp::remove, std::nullopt);
+  } catch (const std::exception& e) {
+    detail::sandbox_log(settings_.sandbox_id).warn("shrink the VM after container {}: {}", container, describe(e));
+  }
+}
+// --- end cpu_mem ---
 
 template <hypervisor::Hypervisor H, agent::AgentTransport T>
 ProcessState VirtSandbox<H, T>::state_process(const ProcessId& id) const {
@@ -687,13 +759,21 @@ Task<void> VirtSandbox<H, T>::update_container(std::string_view container, std::
   const auto context = fmt::format("update container {}", container);
   grpc::UpdateContainerRequest request;
   request.set_container_id(std::string(container));
+  std::optional<oci::Resources> limits;
   with_context(context, [&] {
     const oci::Json parsed = oci::Json::parse(resources, nullptr, false);
     if (parsed.is_discarded() || !parsed.is_object()) fail(Errc::invalid_argument, "resources are not a JSON object");
-    const oci::Spec holder = oci::spec_from_json(oci::Json{{"linux", {{"resources", parsed}}}}, "update resources");
+    oci::Spec holder = oci::spec_from_json(oci::Json{{"linux", {{"resources", parsed}}}}, "update resources");
+    limits = holder.linux_spec->resources.value();
+    // cpu_mem: the host's cpuset means nothing in the guest.
+    if (holder.linux_spec->resources->cpu) holder.linux_spec->resources->cpu->cpus.clear();
     *request.mutable_resources() = agent::to_agent_resources(holder.linux_spec->resources.value());
   });
   try {
+    // --- cpu_mem: grow or shrink the VM for the new limits first (dynamic mode) ---
+    co_await cpu_mem_.apply(vm_, agent(), std::string(container), resource::cpu_mem::ResourceOp::update,
+                            std::move(limits));
+    // --- end cpu_mem ---
     co_await agent().update_container(request);
   } catch (...) {
     rethrow_with_context(context);

@@ -1,5 +1,8 @@
 // The whole QEMU argv for representative configurations: a change anywhere in the builder shows
 // up as a diff of the full command line, which is what QEMU actually sees.
+#include <algorithm>
+#include <cmath>
+
 #include <gtest/gtest.h>
 
 #include "kata/hypervisor/qemu/command_line.hpp"
@@ -35,7 +38,7 @@ LaunchPlan serial_plan() {
 
 const std::string base_append =
     "reboot=k panic=1 systemd.unit=kata-containers.target systemd.mask=systemd-networkd.service "
-    "systemd.mask=systemd-networkd.socket";
+    "systemd.mask=systemd-networkd.socket memhp_default_state=online";
 
 TEST(QemuCommandLine, TcgSerialInitrd) {
   const Argv expected = {
@@ -60,6 +63,31 @@ TEST(QemuCommandLine, TcgSerialInitrd) {
       "-device", "virtserialport,bus=agent-serial.0,chardev=agent-channel,name=agent.channel.0",
   };
   EXPECT_EQ(build_command_line(base_context(), serial_plan()), expected);
+}
+
+// Sums of fractional vCPUs are not exact in binary: 2 plus rounding noise boots 2 vCPUs, not 3
+// (static sizing set default_maxvcpus to 2 from the same value).
+TEST(QemuCommandLine, FractionalVcpusRoundUpWithoutBinaryNoise) {
+  VmContext context = base_context();
+  context.config.cpu.default_vcpus = std::nextafter(2.0, 3.0);  // 2.0000000000000004
+  context.config.cpu.default_maxvcpus = 2;
+  const Argv argv = build_command_line(context, serial_plan());
+  const auto smp = std::find(argv.begin(), argv.end(), "-smp");
+  ASSERT_NE(smp, argv.end());
+  EXPECT_EQ(*(smp + 1), "2,maxcpus=2");
+  context.config.cpu.default_vcpus = 0.75;
+  const Argv fractional = build_command_line(context, serial_plan());
+  EXPECT_EQ(*(std::find(fractional.begin(), fractional.end(), "-smp") + 1), "1,maxcpus=2");
+}
+
+// Without room for hotplug there is no memory to online.
+TEST(QemuCommandLine, HotplugMemoryOnlinesInTheKernelOnlyWhenThereCanBeAny) {
+  VmContext context = base_context();
+  context.config.memory.default_maxmemory = context.config.memory.default_memory;
+  const Argv argv = build_command_line(context, serial_plan());
+  const auto append = std::find(argv.begin(), argv.end(), "-append");
+  ASSERT_NE(append, argv.end());
+  EXPECT_EQ((append + 1)->find("memhp_default_state"), std::string::npos) << *(append + 1);
 }
 
 TEST(QemuCommandLine, KvmVsockImageVirtioFsDevicesAndDebug) {
