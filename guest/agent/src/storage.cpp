@@ -1,5 +1,6 @@
 #include "kata/agent_guest/storage.hpp"
 
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -9,6 +10,7 @@
 #include <thread>
 
 #include "kata/core/error.hpp"
+#include "kata/core/unique_fd.hpp"
 
 namespace kata::agent_guest {
 namespace {
@@ -90,6 +92,17 @@ StorageMount mount_block(const grpc::Storage& storage, const StorageEnvironment&
   while (!fs::exists(*device)) {
     if (std::chrono::steady_clock::now() >= deadline) {
       fail(Errc::deadline_exceeded, "{} (PCI path {}) has no device node", device->string(), storage.source());
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  // The node and sysfs entry come at device_add, the disk goes live (openable) a moment later
+  // in add_disk; until then an open or a mount fails with ENXIO. Wait for it to open.
+  while (true) {
+    const UniqueFd probe(::open(device->c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK));
+    if (probe) break;
+    if (errno != ENXIO) fail_errno(errno, "open {} (PCI path {})", device->string(), storage.source());
+    if (std::chrono::steady_clock::now() >= deadline) {
+      fail(Errc::deadline_exceeded, "{} (PCI path {}) did not become usable", device->string(), storage.source());
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
