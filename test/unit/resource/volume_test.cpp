@@ -284,6 +284,9 @@ TEST_F(VolumeTest, KubernetesEmptyDirsByMedium) {
   fs::create_directories(empty_dirs / "memory");
   fs::create_directories(empty_dirs / "disk");
   auto tmpfs = ScopedMount::mount("tmpfs", empty_dirs / "memory", "tmpfs", 0, "size=1m");
+  // The disk medium must not be a tmpfs whatever holds the test's directory (/tmp is a tmpfs on
+  // some machines, CI's fresh chroot among them): ramfs stands in for a disk filesystem.
+  auto not_tmpfs = ScopedMount::mount("ramfs", empty_dirs / "disk", "ramfs", 0, "");
   const auto memory = make_mount("/memory", "bind", (empty_dirs / "memory").string(), {"rbind"});
   const auto disk = make_mount("/disk", "bind", (empty_dirs / "disk").string(), {"rbind"});
   VolumeEnvironment sharing;
