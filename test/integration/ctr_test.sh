@@ -25,8 +25,8 @@ wait_status() {  # wait_status ID STATUS SECONDS
 }
 
 remove() {  # remove ID: what `ctr run --rm` does for a detached task
-  ctr tasks delete -f "$1" >/dev/null 2>&1
-  ctr containers delete "$1" >/dev/null 2>&1
+  lab_ctr tasks delete -f "$1" >/dev/null 2>&1
+  lab_ctr containers delete "$1" >/dev/null 2>&1
   lab_assert_gone "$1" || fail "sandbox $1 was not cleaned up"
 }
 

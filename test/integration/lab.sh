@@ -162,16 +162,20 @@ lab_processes() {
 # (The serving shim is the binary itself, re-executed: its name is the build's or the installed one.)
 lab_shim_pid() { pgrep -f -- "containerd-shim-kata[-a-z0-9]* .*-id $1( |$)" | head -1; }
 
+# ctr bounded in time: a shim that never answers must not stall the cleanup (and with it ctest,
+# which waits for every process holding the test's output) until CI's limit.
+lab_ctr() { timeout -k 2 "${LAB_CTR_TIMEOUT:-30}" ctr "$@"; }
+
 lab_stop() {
   trap - EXIT
   [[ -n ${LAB:-} && -d $LAB ]] || return 0
   local id ns ids=()
   if [[ -n ${LAB_CONTAINERD_PID:-} ]] && kill -0 "$LAB_CONTAINERD_PID" 2>/dev/null; then
-    for ns in $(ctr namespaces ls -q 2>/dev/null); do
-      ids+=($(ctr -n "$ns" containers ls -q 2>/dev/null))
-      for id in $(ctr -n "$ns" tasks ls -q 2>/dev/null); do ctr -n "$ns" tasks kill -s KILL "$id" >/dev/null 2>&1; done
-      for id in $(ctr -n "$ns" tasks ls -q 2>/dev/null); do ctr -n "$ns" tasks delete -f "$id" >/dev/null 2>&1; done
-      for id in $(ctr -n "$ns" containers ls -q 2>/dev/null); do ctr -n "$ns" containers delete "$id" >/dev/null 2>&1; done
+    for ns in $(lab_ctr namespaces ls -q 2>/dev/null); do
+      ids+=($(lab_ctr -n "$ns" containers ls -q 2>/dev/null))
+      for id in $(lab_ctr -n "$ns" tasks ls -q 2>/dev/null); do lab_ctr -n "$ns" tasks kill -s KILL "$id" >/dev/null 2>&1; done
+      for id in $(lab_ctr -n "$ns" tasks ls -q 2>/dev/null); do lab_ctr -n "$ns" tasks delete -f "$id" >/dev/null 2>&1; done
+      for id in $(lab_ctr -n "$ns" containers ls -q 2>/dev/null); do lab_ctr -n "$ns" containers delete "$id" >/dev/null 2>&1; done
     done
     kill "$LAB_CONTAINERD_PID" 2>/dev/null
     wait "$LAB_CONTAINERD_PID" 2>/dev/null
