@@ -10,7 +10,6 @@ the VM (tap0_kata and its mirred filter in the pod's namespace), that the guest 
 and the default route, that the host pings the pod and reads from a TCP server in it, that the pod
 pings the host and sends to a TCP server on it, and that nothing of the pod remains afterwards.
 """
-import os
 import re
 import socket
 import subprocess
@@ -18,30 +17,12 @@ import sys
 import threading
 import time
 
-import grpc
 import cri_subset_pb2 as cri
-import cri_subset_pb2_grpc as cri_grpc
+from cri_common import (POD_NETWORK, connect, expect, expect_pod_gone, processes_matching, run_pod,
+                        sandbox_config as make_sandbox_config, start_container, stop_and_remove_container,
+                        stop_and_remove_pod)
 
-POD_NETWORK = 0
 BUSYBOX = "/bin/busybox"
-
-
-def processes_matching(*needles):
-    found = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                cmdline = f.read().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if all(needle in cmdline for needle in needles):
-            found.append((int(pid), cmdline))
-    return found
-
-
-def expect(condition, what):
-    if not condition:
-        raise SystemExit(f"FAIL: {what}")
 
 
 def in_netns(netns, *command):
@@ -51,27 +32,15 @@ def in_netns(netns, *command):
 
 def main():
     sock, handler, lab, gateway = sys.argv[1:5]
-    runtime = cri_grpc.RuntimeServiceStub(grpc.insecure_channel(f"unix://{sock}"))
+    runtime = connect(sock)
 
-    sandbox_config = cri.PodSandboxConfig(
-        metadata=cri.PodSandboxMetadata(name="net-pod", uid="uid-net-pod", namespace="default"),
-        hostname="net-pod",
-        log_directory=os.path.join(lab, "pod-logs"),
-        linux=cri.LinuxPodSandboxConfig(security_context=cri.LinuxSandboxSecurityContext(
-            namespace_options=cri.NamespaceOption(network=POD_NETWORK))))
-    pod = runtime.RunPodSandbox(cri.RunPodSandboxRequest(config=sandbox_config, runtime_handler=handler),
-                                timeout=240).pod_sandbox_id
+    sandbox_config = make_sandbox_config("net-pod", lab, POD_NETWORK, hostname="net-pod")
+    pod = run_pod(runtime, sandbox_config, handler)
     print("pod", pod)
 
     # A TCP server in the pod: every connection gets one line.
-    config = cri.ContainerConfig(
-        metadata=cri.ContainerMetadata(name="server"),
-        image=cri.ImageSpec(image="localhost/busybox:latest"),
-        command=["/bin/sh", "-c", f"while true; do echo kata-pod-tcp | {BUSYBOX} nc -l -p 8080; done"],
-        log_path="server.log")
-    cid = runtime.CreateContainer(cri.CreateContainerRequest(pod_sandbox_id=pod, config=config,
-                                                             sandbox_config=sandbox_config), timeout=120).container_id
-    runtime.StartContainer(cri.StartContainerRequest(container_id=cid), timeout=120)
+    cid = start_container(runtime, pod, sandbox_config, "server",
+                          ["/bin/sh", "-c", f"while true; do echo kata-pod-tcp | {BUSYBOX} nc -l -p 8080; done"])
 
     def exec_sync(*cmd, timeout=60):
         result = runtime.ExecSync(cri.ExecSyncRequest(container_id=cid, cmd=list(cmd), timeout=timeout),
@@ -145,17 +114,9 @@ def main():
     expect(received.strip() == b"kata-host-tcp-from-pod", f"the host reads what the pod sent: {received!r}")
     print("pod -> host TCP:", received.decode().strip())
 
-    runtime.StopContainer(cri.StopContainerRequest(container_id=cid, timeout=2), timeout=60)
-    runtime.RemoveContainer(cri.RemoveContainerRequest(container_id=cid), timeout=60)
-    runtime.StopPodSandbox(cri.StopPodSandboxRequest(pod_sandbox_id=pod), timeout=120)
-    runtime.RemovePodSandbox(cri.RemovePodSandboxRequest(pod_sandbox_id=pod), timeout=60)
-    for _ in range(50):
-        left = processes_matching("qemu-system", f"sandbox-{pod}") + \
-            processes_matching("containerd-shim-kata", f"-address {sock}")
-        if not left:
-            break
-        time.sleep(0.1)
-    expect(not left, f"nothing of the pod runs after RemovePodSandbox: {left}")
+    stop_and_remove_container(runtime, cid, 2)
+    stop_and_remove_pod(runtime, pod)
+    expect_pod_gone(pod, sock)
     print("POD", pod)
 
 

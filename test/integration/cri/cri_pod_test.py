@@ -11,56 +11,23 @@ import os
 import sys
 import time
 
-import grpc
 import cri_subset_pb2 as cri
-import cri_subset_pb2_grpc as cri_grpc
-
-NODE_NETWORK = 2
-
-
-def processes_matching(*needles):
-    found = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                cmdline = f.read().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if all(needle in cmdline for needle in needles):
-            found.append((int(pid), cmdline))
-    return found
-
-
-def expect(condition, what):
-    if not condition:
-        raise SystemExit(f"FAIL: {what}")
+from cri_common import (NODE_NETWORK, connect, expect, expect_pod_gone, processes_matching, run_pod,
+                        sandbox_config as make_sandbox_config, start_container, stop_and_remove_pod)
 
 
 def main():
     socket, handler, lab = sys.argv[1:4]
-    runtime = cri_grpc.RuntimeServiceStub(grpc.insecure_channel(f"unix://{socket}"))
+    runtime = connect(socket)
     print("CRI", runtime.Version(cri.VersionRequest(version="v1")).runtime_version)
 
-    sandbox_config = cri.PodSandboxConfig(
-        metadata=cri.PodSandboxMetadata(name="kata-pod", uid="uid-kata-pod", namespace="default"),
-        log_directory=os.path.join(lab, "pod-logs"),
-        linux=cri.LinuxPodSandboxConfig(security_context=cri.LinuxSandboxSecurityContext(
-            namespace_options=cri.NamespaceOption(network=NODE_NETWORK))))
-    pod = runtime.RunPodSandbox(cri.RunPodSandboxRequest(config=sandbox_config, runtime_handler=handler),
-                                timeout=240).pod_sandbox_id
+    sandbox_config = make_sandbox_config("kata-pod", lab, NODE_NETWORK)
+    pod = run_pod(runtime, sandbox_config, handler)
     print("pod", pod)
 
     containers = []
     for name in ("first", "second"):
-        config = cri.ContainerConfig(
-            metadata=cri.ContainerMetadata(name=name),
-            image=cri.ImageSpec(image="localhost/busybox:latest"),
-            command=["/bin/sh", "-c", f"echo {name}-ready; exec sleep 600"],
-            log_path=f"{name}.log")
-        cid = runtime.CreateContainer(cri.CreateContainerRequest(pod_sandbox_id=pod, config=config,
-                                                                 sandbox_config=sandbox_config),
-                                      timeout=120).container_id
-        runtime.StartContainer(cri.StartContainerRequest(container_id=cid), timeout=120)
+        cid = start_container(runtime, pod, sandbox_config, name, ["/bin/sh", "-c", f"echo {name}-ready; exec sleep 600"])
         containers.append((name, cid))
 
     shims = processes_matching("containerd-shim-kata", f"-address {socket}")
@@ -101,16 +68,8 @@ def main():
         status = runtime.ContainerStatus(cri.ContainerStatusRequest(container_id=cid)).status
         expect(status.state == 2, f"{name} EXITED after StopContainer (state {status.state})")
         runtime.RemoveContainer(cri.RemoveContainerRequest(container_id=cid), timeout=60)
-    runtime.StopPodSandbox(cri.StopPodSandboxRequest(pod_sandbox_id=pod), timeout=120)
-    runtime.RemovePodSandbox(cri.RemovePodSandboxRequest(pod_sandbox_id=pod), timeout=60)
-
-    for _ in range(50):
-        left = processes_matching("qemu-system", f"sandbox-{pod}") + \
-            processes_matching("containerd-shim-kata", f"-address {socket}")
-        if not left:
-            break
-        time.sleep(0.1)
-    expect(not left, f"nothing of the pod runs after RemovePodSandbox: {left}")
+    stop_and_remove_pod(runtime, pod)
+    expect_pod_gone(pod, socket)
     print("POD", pod)
 
 

@@ -11,44 +11,23 @@ import os
 import sys
 import time
 
-import grpc
 import cri_subset_pb2 as cri
-import cri_subset_pb2_grpc as cri_grpc
+from cri_common import (NODE_NETWORK, connect, expect, run_pod, sandbox_config as make_sandbox_config,
+                        start_container, stop_and_remove_container, stop_and_remove_pod)
 
-NODE_NETWORK = 2
 MIB = 1024 * 1024
-
-
-def expect(condition, what):
-    if not condition:
-        raise SystemExit(f"FAIL: {what}")
 
 
 def main():
     socket, handler, lab = sys.argv[1:4]
-    runtime = cri_grpc.RuntimeServiceStub(grpc.insecure_channel(f"unix://{socket}"))
+    runtime = connect(socket)
 
-    sandbox_config = cri.PodSandboxConfig(
-        metadata=cri.PodSandboxMetadata(name="cpu-pod", uid="uid-cpu-pod", namespace="default"),
-        log_directory=os.path.join(lab, "pod-logs"),
-        annotations={"io.katacontainers.config.hypervisor.default_vcpus": "0.75"},
-        linux=cri.LinuxPodSandboxConfig(security_context=cri.LinuxSandboxSecurityContext(
-            namespace_options=cri.NamespaceOption(network=NODE_NETWORK))))
-    pod = runtime.RunPodSandbox(cri.RunPodSandboxRequest(config=sandbox_config, runtime_handler=handler),
-                                timeout=240).pod_sandbox_id
+    sandbox_config = make_sandbox_config(
+        "cpu-pod", lab, NODE_NETWORK, annotations={"io.katacontainers.config.hypervisor.default_vcpus": "0.75"})
+    pod = run_pod(runtime, sandbox_config, handler)
 
     def start(name, resources):
-        config = cri.ContainerConfig(
-            metadata=cri.ContainerMetadata(name=name),
-            image=cri.ImageSpec(image="localhost/busybox:latest"),
-            command=["/bin/sh", "-c", "exec sleep 600"],
-            log_path=f"{name}.log",
-            linux=cri.LinuxContainerConfig(resources=resources))
-        cid = runtime.CreateContainer(cri.CreateContainerRequest(pod_sandbox_id=pod, config=config,
-                                                                 sandbox_config=sandbox_config),
-                                      timeout=120).container_id
-        runtime.StartContainer(cri.StartContainerRequest(container_id=cid), timeout=120)
-        return cid
+        return start_container(runtime, pod, sandbox_config, name, ["/bin/sh", "-c", "exec sleep 600"], resources)
 
     def run(cid, command):
         result = runtime.ExecSync(cri.ExecSyncRequest(container_id=cid, cmd=["/bin/sh", "-c", command],
@@ -105,16 +84,13 @@ def main():
                                                                    memory_limit_in_bytes=512 * MIB)), timeout=120)
         expect(run(probe, "nproc") == "2", "nproc after growing again under TCG")
 
-    runtime.StopContainer(cri.StopContainerRequest(container_id=worker, timeout=5), timeout=60)
-    runtime.RemoveContainer(cri.RemoveContainerRequest(container_id=worker), timeout=60)
+    stop_and_remove_container(runtime, worker, 5)
     # pc-dimm memory stays plugged (docs/resources.md): MemTotal does not shrink.
     expect(mem_total_kib(probe) == after, "MemTotal after removal (pc-dimm memory is kept)")
     expect(run(probe, "nproc") == str(vcpus_left), "nproc after removal")
 
-    runtime.StopContainer(cri.StopContainerRequest(container_id=probe, timeout=5), timeout=60)
-    runtime.RemoveContainer(cri.RemoveContainerRequest(container_id=probe), timeout=60)
-    runtime.StopPodSandbox(cri.StopPodSandboxRequest(pod_sandbox_id=pod), timeout=120)
-    runtime.RemovePodSandbox(cri.RemovePodSandboxRequest(pod_sandbox_id=pod), timeout=60)
+    stop_and_remove_container(runtime, probe, 5)
+    stop_and_remove_pod(runtime, pod)
     print("POD", pod)
 
 
