@@ -369,15 +369,23 @@ JSON
   lab_assert_gone ctl-sandbox || fail "shim-ctl left its sandbox behind"
 }
 
+# run_cri_client SCRIPT [ARGS...]: our CRI client cri/SCRIPT against this lab's containerd and
+# the kata handler, with the CRI subset's Python code generated into the lab.
+run_cri_client() {
+  local script=$1; shift
+  mkdir -p "$LAB/cri"
+  /usr/bin/python3 -m grpc_tools.protoc -I "$here/cri" --python_out="$LAB/cri" --grpc_python_out="$LAB/cri" \
+    "$here/cri/cri_subset.proto" || fail "generating the CRI client failed (python3-grpc-tools)"
+  PYTHONPATH=$LAB/cri /usr/bin/python3 "$here/cri/$script" "$LAB/containerd.sock" kata "$LAB" "$@" ||
+    fail "the CRI client $script failed"
+}
+
 # A pod of two containers through containerd's CRI plugin (cri/cri_pod_test.py): one shim and
 # one VM for the pod.
 case_cri_pod() {
   lab_import_cri_images
   mkdir -p "$LAB/cri" "$LAB/cni/net.d"
-  /usr/bin/python3 -m grpc_tools.protoc -I "$here/cri" --python_out="$LAB/cri" --grpc_python_out="$LAB/cri" \
-    "$here/cri/cri_subset.proto" || fail "generating the CRI client failed (python3-grpc-tools)"
-  PYTHONPATH=$LAB/cri /usr/bin/python3 "$here/cri/cri_pod_test.py" "$LAB/containerd.sock" kata "$LAB" ||
-    fail "the CRI pod test failed"
+  run_cri_client cri_pod_test.py
 }
 
 # A CRI pod on a CNI bridge network (cri/cri_network_test.py, docs/network.md): the host reaches
@@ -396,10 +404,7 @@ case_cri_network() {
             "dataDir": "$LAB/cni/ipam"}},
   {"type": "loopback"}]}
 EOF
-  /usr/bin/python3 -m grpc_tools.protoc -I "$here/cri" --python_out="$LAB/cri" --grpc_python_out="$LAB/cri" \
-    "$here/cri/cri_subset.proto" || fail "generating the CRI client failed (python3-grpc-tools)"
-  PYTHONPATH=$LAB/cri /usr/bin/python3 "$here/cri/cri_network_test.py" "$LAB/containerd.sock" kata "$LAB" "$gateway" ||
-    fail "the CRI network test failed"
+  run_cri_client cri_network_test.py "$gateway"
   # CNI DEL took the pod's veth off the bridge.
   local ports
   ports=$(ip -o link show master "$bridge" 2>/dev/null)
@@ -531,10 +536,7 @@ case_cri_resources() {
   sizing_config dynamic
   lab_import_cri_images
   mkdir -p "$LAB/cri" "$LAB/cni/net.d"
-  /usr/bin/python3 -m grpc_tools.protoc -I "$here/cri" --python_out="$LAB/cri" --grpc_python_out="$LAB/cri" \
-    "$here/cri/cri_subset.proto" || fail "generating the CRI client failed (python3-grpc-tools)"
-  PYTHONPATH=$LAB/cri /usr/bin/python3 "$here/cri/cri_resources_test.py" "$LAB/containerd.sock" kata "$LAB" ||
-    fail "the CRI resources test failed"
+  run_cri_client cri_resources_test.py
 }
 
 # --- host cgroups (docs/resources.md) ------------------------------------------------------------
