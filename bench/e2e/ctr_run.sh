@@ -21,11 +21,9 @@ set -uo pipefail
 build=$(cd "${1:?usage: ctr_run.sh BUILD-DIR [RUNS]}" && pwd)
 runs=${2:-5}
 here=$(cd "$(dirname "$0")" && pwd)
-export LAB_SHIM=$build/variants/qemu/containerd-shim-kata-qemu-v2
-export LAB_CONFIG=$build/config/configuration-qemu.toml
-export LAB_KERNEL=$build/guest/vmlinux.container LAB_INITRD=$build/guest/kata-containers-initrd.img
 # shellcheck source=../../test/integration/lab.sh
 source "$here/../../test/integration/lab.sh"
+lab_use_build "$build"
 
 now_ms() { echo $(($(date +%s%N) / 1000000)); }
 log_ms() {  # log_ms PATTERN: host time (ms) of the first containerd log line matching PATTERN

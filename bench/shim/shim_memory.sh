@@ -8,11 +8,9 @@ set -uo pipefail
 build=$(cd "${1:?usage: shim_memory.sh BUILD-DIR [CYCLES]}" && pwd)
 cycles=${2:-10000}
 here=$(cd "$(dirname "$0")" && pwd)
-export LAB_SHIM=$build/variants/qemu/containerd-shim-kata-qemu-v2
-export LAB_CONFIG=$build/config/configuration-qemu.toml
-export LAB_KERNEL=$build/guest/vmlinux.container LAB_INITRD=$build/guest/kata-containers-initrd.img
 # shellcheck source=../../test/integration/lab.sh
 source "$here/../../test/integration/lab.sh"
+lab_use_build "$build"
 
 lab_start
 lab_import_busybox

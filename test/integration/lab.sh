@@ -11,6 +11,13 @@
 
 lab_die() { echo "lab: $*" >&2; exit 1; }
 
+# lab_use_build BUILD-DIR: the qemu variant's shim, configuration and guest image of a build tree.
+lab_use_build() {
+  export LAB_SHIM=$1/variants/qemu/containerd-shim-kata-qemu-v2
+  export LAB_CONFIG=$1/config/configuration-qemu.toml
+  export LAB_KERNEL=$1/guest/vmlinux.container LAB_INITRD=$1/guest/kata-containers-initrd.img
+}
+
 LAB_LINKS=()  # host links lab_stop deletes
 
 lab_start() {
