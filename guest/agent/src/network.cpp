@@ -15,32 +15,18 @@
 #include <set>
 
 #include "kata/core/error.hpp"
+#include "kata/core/netlink.hpp"
 
 namespace kata::agent_guest {
 namespace {
 
-template <class T, void (*Release)(T*)>
-struct Releaser {
-  void operator()(T* object) const noexcept {
-    if (object != nullptr) Release(object);
-  }
-};
-using Cache = std::unique_ptr<nl_cache, Releaser<nl_cache, nl_cache_free>>;
-using Link = std::unique_ptr<rtnl_link, Releaser<rtnl_link, rtnl_link_put>>;
-using Addr = std::unique_ptr<rtnl_addr, Releaser<rtnl_addr, rtnl_addr_put>>;
-using Route = std::unique_ptr<rtnl_route, Releaser<rtnl_route, rtnl_route_put>>;
-using Neigh = std::unique_ptr<rtnl_neigh, Releaser<rtnl_neigh, rtnl_neigh_put>>;
-using NlAddr = std::unique_ptr<nl_addr, Releaser<nl_addr, nl_addr_put>>;
-
-[[noreturn]] void fail_nl(int error, std::string what) {
-  const int code = error < 0 ? -error : error;
-  Errc errc = Errc::internal;
-  if (code == NLE_EXIST) errc = Errc::already_exists;
-  if (code == NLE_OBJ_NOTFOUND || code == NLE_NODEV) errc = Errc::not_found;
-  if (code == NLE_INVAL || code == NLE_RANGE) errc = Errc::invalid_argument;
-  if (code == NLE_PERM) errc = Errc::permission_denied;
-  throw Error(errc, what + ": " + nl_geterror(code));
-}
+using ::kata::netlink::Addr;
+using ::kata::netlink::Cache;
+using ::kata::netlink::fail_nl;
+using ::kata::netlink::Link;
+using ::kata::netlink::Neigh;
+using ::kata::netlink::NlAddr;
+using ::kata::netlink::Route;
 
 NlAddr parse_address(const std::string& text, int family, std::string_view what) {
   nl_addr* parsed = nullptr;

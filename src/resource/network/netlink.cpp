@@ -9,25 +9,6 @@
 
 namespace kata::resource::network::detail {
 
-void fail_nl(int error, const std::string& what) {
-  const int code = error < 0 ? -error : error;
-  Errc errc = Errc::internal;
-  switch (code) {
-    case NLE_EXIST: errc = Errc::already_exists; break;
-    case NLE_OBJ_NOTFOUND:
-    case NLE_NODEV: errc = Errc::not_found; break;
-    case NLE_INVAL:
-    case NLE_RANGE: errc = Errc::invalid_argument; break;
-    case NLE_PERM:
-    case NLE_NOACCESS: errc = Errc::permission_denied; break;
-    case NLE_OPNOTSUPP: errc = Errc::not_supported; break;
-    case NLE_BUSY: errc = Errc::unavailable; break;
-    case NLE_NOMEM: errc = Errc::resource_exhausted; break;
-    default: break;
-  }
-  throw Error(errc, what + ": " + nl_geterror(code));
-}
-
 Socket open_route_socket() {
   Socket socket(nl_socket_alloc());
   if (!socket) fail(Errc::resource_exhausted, "allocate a netlink socket");

@@ -1,38 +1,24 @@
-// libnl-route-3 ownership and errors for the network resource (private to src/resource/network).
+// libnl-route-3 operations of the network resource (private to src/resource/network).
 // Every function here works in the namespace of the calling thread: callers are inside
 // NetworkNamespace::run.
 #pragma once
-
-#include <netlink/addr.h>
-#include <netlink/cache.h>
-#include <netlink/netlink.h>
-#include <netlink/route/classifier.h>
-#include <netlink/route/link.h>
-#include <netlink/route/qdisc.h>
-#include <netlink/route/tc.h>
 
 #include <cstdint>
 #include <memory>
 #include <string>
 
+#include "kata/core/netlink.hpp"
+
 namespace kata::resource::network::detail {
 
-template <class T, void (*Release)(T*)>
-struct Releaser {
-  void operator()(T* object) const noexcept {
-    if (object != nullptr) Release(object);
-  }
-};
-using Socket = std::unique_ptr<nl_sock, Releaser<nl_sock, nl_socket_free>>;
-using Cache = std::unique_ptr<nl_cache, Releaser<nl_cache, nl_cache_free>>;
-using Link = std::unique_ptr<rtnl_link, Releaser<rtnl_link, rtnl_link_put>>;
-using Qdisc = std::unique_ptr<rtnl_qdisc, Releaser<rtnl_qdisc, rtnl_qdisc_put>>;
-using Classifier = std::unique_ptr<rtnl_cls, Releaser<rtnl_cls, rtnl_cls_put>>;
-using NlAddr = std::unique_ptr<nl_addr, Releaser<nl_addr, nl_addr_put>>;
-
-/// Throws kata::Error for a negative libnl return code: "<what>: <nl_geterror>", with the code
-/// mapped (NLE_EXIST -> already_exists, NLE_NODEV/NLE_OBJ_NOTFOUND -> not_found, ...).
-[[noreturn]] void fail_nl(int error, const std::string& what);
+// Ownership and errors are libnl's shared ones (kata/core/netlink.hpp).
+using ::kata::netlink::Cache;
+using ::kata::netlink::Classifier;
+using ::kata::netlink::fail_nl;
+using ::kata::netlink::Link;
+using ::kata::netlink::NlAddr;
+using ::kata::netlink::Qdisc;
+using ::kata::netlink::Socket;
 
 /// A connected NETLINK_ROUTE socket in the calling thread's namespace.
 [[nodiscard]] Socket open_route_socket();

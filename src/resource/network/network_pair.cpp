@@ -26,7 +26,7 @@ namespace kata::resource::network {
 namespace {
 
 using detail::fail_nl;
-using Action = std::unique_ptr<rtnl_act, detail::Releaser<rtnl_act, rtnl_act_put>>;
+using Action = std::unique_ptr<rtnl_act, netlink::Releaser<rtnl_act, rtnl_act_put>>;
 
 log::Logger logger() { return log::Logger("network"); }
 
