@@ -80,7 +80,7 @@ class SandboxCgroupsTest : public ::testing::Test {
     try {
       hierarchies_ = detect_hierarchies();
     } catch (const Error& e) {
-      GTEST_SKIP() << describe(e);
+      GTEST_SKIP() << "no cgroup filesystem to test on here: " << describe(e);
     }
     parent_ = fmt::format("kata-test-cgroups-{}", ::getpid());
   }
