@@ -432,6 +432,7 @@ class AgentServiceImpl final : public grpc::AgentService, public std::enable_sha
                                                const ttrpc::CallContext&) override {
     const ProcessPtr process = find_process(request.container_id(), request.exec_id());
     co_await process->exited.wait();
+    log(LogLevel::debug, "WaitProcess of {} answered: status {}", process->name(), process->exit->as_exit_code());
     process->waited = true;
     forget_if_done(process);
     grpc::WaitProcessResponse response;
@@ -763,6 +764,7 @@ class AgentServiceImpl final : public grpc::AgentService, public std::enable_sha
     child.exit_state()->on_exit([weak = std::weak_ptr<Process>(process), executor = executor_](ExitStatus status) {
       asio::post(executor, [weak, status] {
         if (const auto owner = weak.lock()) {
+          log(LogLevel::info, "{} exited: status {}", owner->name(), status.as_exit_code());
           owner->exit = status;
           owner->exited.set();
         }
