@@ -10,7 +10,7 @@
 # re-run with the same inputs returns at once without touching apt.
 set -euo pipefail
 
-readonly SCRIPT_VERSION=1
+readonly SCRIPT_VERSION=2
 readonly KERNEL_META_PACKAGE=linux-image-amd64
 # What the agent needs: the transports (virtio-serial, vsock), block and network devices, the
 # shared filesystems (9p, virtio-fs, overlay for the rootfs), ext4 for block and direct volumes,
@@ -52,14 +52,40 @@ sha() { sha256sum "$1" | cut -d' ' -f1; }
 # The up-to-date path must stay well under a second on a loaded machine: few processes.
 first_word() { local word _; read -r word _; printf '%s' "$word"; }
 
-# --- which kernel: apt-cache costs ~1 s here (no pkgcache), so its answer is cached against the
-# state of the apt lists; `apt-get update` invalidates it.
-lists_state=$(stat -c '%n %s %Y' /var/lib/apt/lists/*_Packages* 2>/dev/null | sha256sum | first_word)
+# --- which kernel. Debian publishes kernel fixes in the security suite (<codename>-security), and a
+# machine set up without it (a debootstrap chroot, a minimal image) would build the point
+# release's older kernel: bookworm's 6.1.176 has a virtiofs use-after-free on submount unmount
+# ("VFS: Busy inodes after unmount", fixed in 6.1.177) that oopses a container's last process
+# as it exits, so its exit is never reported. So the kernel is resolved with the security suite
+# always present: the machine's own apt sources when they have it, else a private apt state
+# under the cache (the machine's sources plus the security suite; nothing system-wide changes).
+codename=$(. /etc/os-release 2>/dev/null && echo "${VERSION_CODENAME:-}")
+apt_options=()
+if [[ -n $codename ]] && ! compgen -G "/var/lib/apt/lists/*_dists_${codename}-security_*Packages*" >/dev/null; then
+  private=$cache/apt-$codename
+  apt_options=(-o "Dir::Etc::SourceList=$private/sources.list" -o "Dir::State::Lists=$private/lists"
+               -o "Dir::Cache=$private/cache" -o "Dir::Cache::pkgcache=" -o "Dir::Cache::srcpkgcache=")
+  # Refreshed once a day: security fixes arrive, and the up-to-date path stays without network.
+  if [[ -z $(find "$private/lists" -maxdepth 1 -name '*_Packages*' -mmin -1440 -print -quit 2>/dev/null) ]]; then
+    mkdir -p "$private/lists/partial" "$private/cache/archives/partial"
+    { cat /etc/apt/sources.list 2>/dev/null || true
+      echo "deb http://deb.debian.org/debian-security $codename-security main"
+    } > "$private/sources.list"
+    log "resolving the kernel with $codename-security added (the machine's apt sources lack it)"
+    apt-get "${apt_options[@]}" update -qq 2> "$private/update.err" ||
+      { cat "$private/update.err" >&2; die "apt-get update of the private apt state in $private failed"; }
+  fi
+fi
+# apt-cache costs ~1 s here (no pkgcache), so its answer is cached against the state of the apt
+# lists it read; `apt-get update` invalidates it.
+lists_dir=/var/lib/apt/lists
+((${#apt_options[@]})) && lists_dir=$private/lists
+lists_state=$(stat -c '%n %s %Y' "$lists_dir"/*_Packages* 2>/dev/null | sha256sum | first_word)
 resolved=$cache/kernel-resolution.$lists_state
 if [[ ! -s $resolved ]]; then
-  kpkg=$(apt-cache depends "$KERNEL_META_PACKAGE" | awk '$1=="Depends:" && $2 ~ /^linux-image-/ {print $2; exit}')
+  kpkg=$(apt-cache "${apt_options[@]}" depends "$KERNEL_META_PACKAGE" | awk '$1=="Depends:" && $2 ~ /^linux-image-/ {print $2; exit}')
   [[ -n $kpkg ]] || die "cannot resolve the kernel package $KERNEL_META_PACKAGE depends on (apt-get update?)"
-  info=$(apt-cache show --no-all-versions "$kpkg")
+  info=$(apt-cache "${apt_options[@]}" show --no-all-versions "$kpkg")
   kdeb_sha=$(awk '$1=="SHA256:" {print $2; exit}' <<<"$info")
   kversion=$(awk '$1=="Version:" {print $2; exit}' <<<"$info")
   [[ -n $kdeb_sha && -n $kversion ]] || die "apt-cache show $kpkg gave no Version/SHA256"
@@ -68,6 +94,11 @@ if [[ ! -s $resolved ]]; then
 fi
 read -r kpkg kversion kdeb_sha < "$resolved"
 kver=${kpkg#linux-image-}            # 6.1.0-56-amd64: the directory name under /lib/modules
+# A guest kernel known to break containers is refused rather than shipped.
+if [[ $kversion == 6.1.* ]] && dpkg --compare-versions "$kversion" lt 6.1.177; then
+  die "kernel $kpkg $kversion has the virtiofs submount use-after-free fixed in 6.1.177" \
+      "(containers' exits are lost); Debian's $codename-security suite has the fix"
+fi
 
 # One sha256sum for every input file: the script, init.sh, busybox and the agent, by content.
 input_hashes=$(sha256sum "${BASH_SOURCE[0]}" "$SCRIPT_DIR/init.sh" "$BUSYBOX" ${agent:+"$agent"})
@@ -91,7 +122,7 @@ if [[ ! -f $kdir/.complete ]]; then
   rm -rf "$kdir" && mkdir -p "$kdir/deb"
   log "downloading $kpkg $kversion"
   # (as root apt warns that the download is unsandboxed; that is expected here)
-  if ! (cd "$kdir/deb" && apt-get download -q "$kpkg=$kversion") 2> "$kdir/apt.err"; then
+  if ! (cd "$kdir/deb" && apt-get "${apt_options[@]}" download -q "$kpkg=$kversion") 2> "$kdir/apt.err"; then
     cat "$kdir/apt.err" >&2
     die "apt-get download $kpkg=$kversion failed"
   fi
