@@ -117,18 +117,20 @@ bool has_child_cgroup(const fs::path& dir) {
   return false;
 }
 
-bool remove_directory(const fs::path& dir, std::chrono::steady_clock::time_point deadline) {
+enum class Removal { removed, shared, failed };
+
+Removal remove_directory(const fs::path& dir, std::chrono::steady_clock::time_point deadline) {
   // A parent another sandbox still uses (kata-lab/ of two pods) stays, without waiting for it.
   if (has_child_cgroup(dir)) {
     cgroup_log().debug("keep cgroup {}: another cgroup is below it", dir.string());
-    return false;
+    return Removal::shared;
   }
   for (;;) {
-    if (::rmdir(dir.c_str()) == 0 || errno == ENOENT) return true;
+    if (::rmdir(dir.c_str()) == 0 || errno == ENOENT) return Removal::removed;
     // EBUSY: a process (a killed VMM) has not left yet.
     if (errno != EBUSY || std::chrono::steady_clock::now() >= deadline) {
       cgroup_log().warn("remove cgroup {}: {}", dir.string(), std::strerror(errno));
-      return false;
+      return Removal::failed;
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
@@ -294,7 +296,7 @@ std::vector<fs::path> remove_cgroup_directories(const std::vector<fs::path>& dir
       left.push_back(*it);
       continue;
     }
-    if (!remove_directory(*it, deadline)) left.push_back(*it);
+    if (remove_directory(*it, deadline) == Removal::failed) left.push_back(*it);
   }
   return left;
 }

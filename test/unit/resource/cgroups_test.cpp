@@ -216,6 +216,12 @@ TEST_F(SandboxCgroupsTest, DeleteAfterADeadShimRemovesRecordedDirectoriesOnly) {
   fs::remove_all(report.parent_path());
   ASSERT_EQ(recorded.size(), 3 * hierarchies_.size());
   for (const auto& dir : recorded) ASSERT_TRUE(fs::is_directory(dir)) << dir;
+  // Another pod's cgroup under the shared parent: the parent stays, and that is no failure.
+  std::vector<fs::path> other_pods;
+  for (const auto& h : hierarchies_) {
+    other_pods.push_back(h.mount_point / parent_ / "other-pod");
+    ASSERT_TRUE(fs::create_directory(other_pods.back())) << other_pods.back();
+  }
   const fs::path not_cgroup = test::make_temp_dir("kata-not-a-cgroup");
   std::vector<fs::path> with_stranger = recorded;
   with_stranger.push_back(not_cgroup);
@@ -223,7 +229,14 @@ TEST_F(SandboxCgroupsTest, DeleteAfterADeadShimRemovesRecordedDirectoriesOnly) {
   EXPECT_EQ(left, std::vector<fs::path>{not_cgroup});
   EXPECT_TRUE(fs::exists(not_cgroup));
   fs::remove_all(not_cgroup);
-  for (const auto& dir : recorded) EXPECT_FALSE(fs::exists(dir)) << dir;
+  for (const auto& dir : recorded) {
+    const bool shared_parent = dir.filename() == parent_;
+    EXPECT_EQ(fs::exists(dir), shared_parent) << dir;
+  }
+  for (const auto& other : other_pods) {
+    EXPECT_EQ(::rmdir(other.c_str()), 0) << other;
+    EXPECT_EQ(::rmdir(other.parent_path().c_str()), 0) << other.parent_path();
+  }
 }
 
 }  // namespace

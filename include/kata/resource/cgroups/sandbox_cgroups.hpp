@@ -110,7 +110,8 @@ class SandboxCgroups {
 
 /// `shim delete` after a dead shim: removes cgroup directories recorded by created_directories(),
 /// deepest first, retrying for up to `timeout` while killed processes leave them. Paths outside
-/// a cgroup filesystem are refused (skipped and returned). Returns the directories still there.
+/// a cgroup filesystem are refused (skipped and returned). Returns the directories that should
+/// have gone and did not; a parent kept because another cgroup is below it is not one of them.
 std::vector<std::filesystem::path> remove_cgroup_directories(const std::vector<std::filesystem::path>& directories,
                                                              std::chrono::milliseconds timeout);
 
