@@ -225,7 +225,7 @@ void Netlink::update_routes(const std::vector<NetworkRoute>& routes) {
         rtnl_route_set_protocol(route.get(), RTPROT_BOOT);
         NlAddr dst = parse_address(wanted->destination.empty() ? "default" : wanted->destination, family, "route destination");
         rtnl_route_set_dst(route.get(), dst.get());
-        const unsigned scope = wanted->scope != 0 ? wanted->scope : (wanted->gateway.empty() ? RT_SCOPE_LINK : RT_SCOPE_UNIVERSE);
+        const unsigned scope = wanted->scope != 0 ? wanted->scope : (wanted->gateway.empty() ? unsigned{RT_SCOPE_LINK} : unsigned{RT_SCOPE_UNIVERSE});
         rtnl_route_set_scope(route.get(), static_cast<std::uint8_t>(scope));
         if (!wanted->source.empty()) {
           NlAddr src = parse_address(wanted->source, family, "route source");

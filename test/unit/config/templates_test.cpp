@@ -43,7 +43,9 @@ TEST(Templates, EveryGeneratedConfigurationLoadsAndValidates) {
       EXPECT_EQ(loaded.config.runtime.agent_name, "kata");
       EXPECT_NO_THROW((void)loaded.config.active_hypervisor());
       EXPECT_TRUE(loaded.config.runtime.sandbox_cgroup_only);
-      if (variant != "remote") EXPECT_TRUE(loaded.config.runtime.static_sandbox_resource_mgmt);
+      if (variant != "remote") {
+        EXPECT_TRUE(loaded.config.runtime.static_sandbox_resource_mgmt);
+      }
     } catch (const std::exception& error) {
       ADD_FAILURE() << describe(error);
     }

@@ -177,7 +177,7 @@ INSTANTIATE_TEST_SUITE_P(
                     OverheadCase{"memory_only_limit", 3.0, 0.5, 1024, 128, 0.0, 512, 1.0, 640},
                     OverheadCase{"both_limits_zero_overhead", 3.0, 0.0, 1024, 0, 1.25, 1024, 1.25, 1024},
                     OverheadCase{"memory_only_zero_overhead", 3.0, 0.0, 1024, 0, 0.0, 512, 1.0, 512}),
-    [](const auto& info) { return std::string(info.param.name); });
+    [](const auto& test_case) { return std::string(test_case.param.name); });
 
 // Behaviour #1: pod default_vcpus 0.75 (annotation), container CPU limit 1.2, qemu overhead 0.2.
 TEST(InitialSize, PodWithFractionalDefaultAndCpuLimitBootsTwoVcpusInStaticMode) {

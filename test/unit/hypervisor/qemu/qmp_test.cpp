@@ -181,7 +181,9 @@ TEST(QmpClient, EventsInterleavedWithRepliesGoToSubscribers) {
         status = co_await h.client->execute("query-status");
         auto event = co_await deleted.next(std::chrono::steady_clock::now() + 5s);
         EXPECT_TRUE(event.has_value());
-        if (event) EXPECT_EQ(event->data["device"], "blk0");
+        if (event) {
+          EXPECT_EQ(event->data["device"], "blk0");
+        }
         for (int i = 0; i < 2; ++i) {
           auto any = co_await everything.next(std::chrono::steady_clock::now() + 5s);
           if (any) seen.push_back(any->name);

@@ -279,13 +279,14 @@ TEST(NetworkPair, CreatesTapAndMirredBothWaysAndTeardownRemovesAll) {
 
 /// A raw frame with a local experimental EtherType and a marker payload.
 std::vector<unsigned char> test_frame(const std::string& marker) {
-  std::vector<unsigned char> frame(14, 0xff);  // broadcast destination, source filled below
+  // Sized once (Ethernet's 60-byte minimum, zero padded): GCC 12 misreads a growing insert.
+  std::vector<unsigned char> frame(std::max<std::size_t>(14 + marker.size(), 60), 0);
+  std::fill_n(frame.begin(), 6, 0xff);  // broadcast destination
   const unsigned char source[6] = {0x02, 0, 0, 0, 0x11, 0x22};
   std::memcpy(frame.data() + 6, source, 6);
   frame[12] = 0x88;
   frame[13] = 0xb5;
-  frame.insert(frame.end(), marker.begin(), marker.end());
-  frame.resize(std::max<std::size_t>(frame.size(), 60), 0);
+  std::memcpy(frame.data() + 14, marker.data(), marker.size());
   return frame;
 }
 
