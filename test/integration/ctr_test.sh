@@ -24,6 +24,22 @@ wait_status() {  # wait_status ID STATUS SECONDS
   fail "task $1 did not reach $2 within $3 s (it is '$(task_status "$1")')"
 }
 
+# kill_shim_and_delete ID: SIGKILL the task's shim, let containerd notice (it runs `<shim> delete`
+# and the task reports stopped or is gone), then delete task and container as an operator would.
+# Returns the status of `ctr containers delete`.
+kill_shim_and_delete() {
+  local id=$1 shim i
+  shim=$(lab_shim_pid "$id")
+  [[ -n $shim ]] || fail "no shim process for $id"
+  kill -KILL "$shim"
+  for ((i = 0; i < 100; i++)); do
+    [[ $(task_status "$id") != RUNNING ]] && break
+    sleep 0.1
+  done
+  ctr tasks delete -f "$id" >/dev/null 2>&1
+  ctr containers delete "$id" >/dev/null
+}
+
 remove() {  # remove ID: what `ctr run --rm` does for a detached task
   lab_ctr tasks delete -f "$1" >/dev/null 2>&1
   lab_ctr containers delete "$1" >/dev/null 2>&1
@@ -106,21 +122,10 @@ case_lifecycle() {
 }
 
 case_shim_killed() {
-  local id=shimkill shim
+  local id=shimkill
   lab_run -d "$id" /bin/sh -c 'while true; do sleep 1; done' >/dev/null || fail "ctr run -d failed"
   wait_status "$id" RUNNING 5
-  shim=$(lab_shim_pid "$id")
-  [[ -n $shim ]] || fail "no shim process for $id"
-  kill -KILL "$shim"
-  # containerd notices the dead shim and runs `<shim> delete`; the task then reports stopped
-  # or is gone.
-  local i
-  for ((i = 0; i < 100; i++)); do
-    [[ $(task_status "$id") != RUNNING ]] && break
-    sleep 0.1
-  done
-  ctr tasks delete -f "$id" >/dev/null 2>&1
-  ctr containers delete "$id" >/dev/null || fail "ctr containers delete after a dead shim failed"
+  kill_shim_and_delete "$id" || fail "ctr containers delete after a dead shim failed"
   lab_assert_gone "$id" || fail "a SIGKILLed shim left its sandbox behind"
 }
 
@@ -436,7 +441,7 @@ case_netns_bad_link() {
 # each other; after the shim is SIGKILLed, `delete` (from persisted state) removes the tap and the
 # ingress qdisc, and the namespace is as it was.
 case_netns_veth() {
-  local id=net-veth netns=$LAB/work/netns-veth host=knv$(($$ % 100000)) third=$(($$ % 200 + 20)) before after out shim
+  local id=net-veth netns=$LAB/work/netns-veth host=knv$(($$ % 100000)) third=$(($$ % 200 + 20)) before after out
   touch "$netns"
   unshare --net="$netns" true || fail "cannot create a network namespace at $netns"
   LAB_LINKS+=("$host")
@@ -452,16 +457,7 @@ case_netns_veth() {
   out=$(busybox ping -c 3 -W 5 "10.216.$third.2" 2>&1) || fail "the host does not reach the container: $out"
   out=$(ctr tasks exec --exec-id ping "$id" /bin/busybox ping -c 3 -W 5 "10.216.$third.1" 2>&1) ||
     fail "the container does not reach the host: $out"
-  shim=$(lab_shim_pid "$id")
-  [[ -n $shim ]] || fail "no shim process for $id"
-  kill -KILL "$shim"
-  local i
-  for ((i = 0; i < 100; i++)); do
-    [[ $(task_status "$id") != RUNNING ]] && break
-    sleep 0.1
-  done
-  ctr tasks delete -f "$id" >/dev/null 2>&1
-  ctr containers delete "$id" >/dev/null || fail "ctr containers delete after a dead shim failed"
+  kill_shim_and_delete "$id" || fail "ctr containers delete after a dead shim failed"
   after=$(links_and_tc)
   expect_eq "$after" "$before" "the namespace after the dead shim's sandbox was deleted"
   lab_assert_gone "$id" || fail "the dead shim's sandbox left something behind"
@@ -571,10 +567,7 @@ case_cgroups() {
   lab_run -d "$id" /bin/sh -c 'sleep 600' >/dev/null || fail "ctr run -d failed"
   wait_status "$id" RUNNING 10
   [[ -n $(cgroup_dirs "kata-lab/$id") ]] || fail "no cgroup directory kata-lab/$id"
-  kill -KILL "$(lab_shim_pid "$id")"
-  sleep 1
-  ctr tasks delete -f "$id" >/dev/null 2>&1
-  ctr containers delete "$id" >/dev/null 2>&1
+  kill_shim_and_delete "$id" 2>/dev/null
   lab_assert_gone "$id" || fail "a SIGKILLed shim left its sandbox behind"
   [[ -z $(cgroup_dirs "kata-lab/$id") ]] || fail "cgroups left after a dead shim: $(cgroup_dirs "kata-lab/$id")"
 
