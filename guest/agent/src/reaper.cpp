@@ -105,7 +105,6 @@ void Reaper::run() {
       }
     }
     if (state) {
-      log(LogLevel::debug, "reaped process {} (exit {})", pid, status.as_exit_code());
       state->complete(status);
     } else {
       log(LogLevel::debug, "reaped orphan {} (exit {})", pid, status.as_exit_code());

@@ -134,8 +134,6 @@ Task<void> ChannelSessions::run() {
         if (session_) batch.append(frame);  // a stray frame before any request has no session
       }
       if (batch.empty() || !session_) continue;
-      log(LogLevel::trace, "{}: {} bytes of requests for session {}", port_.device().string(), batch.size(),
-          session_->generation);
       boost::system::error_code error;
       co_await asio::async_write(session_->socket, asio::buffer(batch), asio::redirect_error(asio::use_awaitable, error));
       batch.clear();
@@ -187,8 +185,6 @@ Task<void> ChannelSessions::forward_responses(std::shared_ptr<Session> session) 
     boost::system::error_code error;
     co_await asio::async_write(stream_, asio::buffer(batch), asio::redirect_error(asio::use_awaitable, error));
     writing_ = false;
-    log(LogLevel::trace, "{}: wrote {} bytes of responses ({})", port_.device().string(), batch.size(),
-        error ? error.message() : "ok");
     batch.clear();
     if (error) co_return;
   }
