@@ -24,9 +24,11 @@ using ::kata::netlink::Addr;
 using ::kata::netlink::Cache;
 using ::kata::netlink::fail_nl;
 using ::kata::netlink::Link;
+using ::kata::netlink::link_cache;
 using ::kata::netlink::Neigh;
 using ::kata::netlink::NlAddr;
 using ::kata::netlink::Route;
+using ::kata::netlink::to_text;
 
 NlAddr parse_address(const std::string& text, int family, std::string_view what) {
   nl_addr* parsed = nullptr;
@@ -36,25 +38,7 @@ NlAddr parse_address(const std::string& text, int family, std::string_view what)
   return NlAddr(parsed);
 }
 
-std::string to_text(nl_addr* address, bool with_prefix) {
-  if (address == nullptr || nl_addr_get_len(address) == 0) return {};
-  char buffer[INET6_ADDRSTRLEN + 8];
-  if (nl_addr_get_family(address) == AF_LLC) return nl_addr2str(address, buffer, sizeof buffer);
-  if (inet_ntop(nl_addr_get_family(address), nl_addr_get_binary_addr(address), buffer, sizeof buffer) == nullptr) {
-    return {};
-  }
-  std::string out = buffer;
-  if (with_prefix) out += "/" + std::to_string(nl_addr_get_prefixlen(address));
-  return out;
-}
-
 int family_of(const std::string& address) { return address.find(':') != std::string::npos ? AF_INET6 : AF_INET; }
-
-Cache link_cache(nl_sock* socket) {
-  nl_cache* cache = nullptr;
-  if (const int rc = rtnl_link_alloc_cache(socket, AF_UNSPEC, &cache); rc < 0) fail_nl(rc, "list links");
-  return Cache(cache);
-}
 
 Cache address_cache(nl_sock* socket) {
   nl_cache* cache = nullptr;

@@ -1,7 +1,11 @@
-// libnl-3 ownership and errors, shared by the host's network resource (src/resource/network) and
+// libnl-3 ownership, errors and the two helpers both sides need (the link dump, an address as
+// text), shared by the host's network resource (src/resource/network) and
 // the guest agent (guest/agent/src/network.cpp). Header-only: each user links libnl-route-3 by
 // plain name and adds libnl3's include directory itself.
 #pragma once
+
+#include <arpa/inet.h>
+#include <sys/socket.h>
 
 #include <netlink/addr.h>
 #include <netlink/cache.h>
@@ -60,6 +64,26 @@ using NlAddr = std::unique_ptr<nl_addr, Releaser<nl_addr, nl_addr_put>>;
 /// Throws kata::Error "<what>: <nl_geterror>" for a libnl error code, with errc_of's code.
 [[noreturn]] inline void fail_nl(int error, std::string_view what) {
   throw Error(errc_of(error), std::string(what) + ": " + nl_geterror(error < 0 ? -error : error));
+}
+
+/// The link dump of the socket's namespace.
+[[nodiscard]] inline Cache link_cache(nl_sock* socket) {
+  nl_cache* cache = nullptr;
+  if (const int rc = rtnl_link_alloc_cache(socket, AF_UNSPEC, &cache); rc < 0) fail_nl(rc, "list links");
+  return Cache(cache);
+}
+
+/// "10.0.0.1" (with "/24" when with_prefix) for IP addresses, "aa:bb:.." for link-layer ones;
+/// empty for a null or empty address.
+[[nodiscard]] inline std::string to_text(nl_addr* address, bool with_prefix) {
+  if (address == nullptr || nl_addr_get_len(address) == 0) return {};
+  const int family = nl_addr_get_family(address);
+  char buffer[INET6_ADDRSTRLEN + 8] = {};
+  if (family != AF_INET && family != AF_INET6) return nl_addr2str(address, buffer, sizeof buffer);
+  if (inet_ntop(family, nl_addr_get_binary_addr(address), buffer, sizeof buffer) == nullptr) return {};
+  std::string out = buffer;
+  if (with_prefix) out += "/" + std::to_string(nl_addr_get_prefixlen(address));
+  return out;
 }
 
 }  // namespace kata::netlink

@@ -16,12 +16,6 @@ Socket open_route_socket() {
   return socket;
 }
 
-Cache link_cache(nl_sock* socket) {
-  nl_cache* cache = nullptr;
-  if (const int rc = rtnl_link_alloc_cache(socket, AF_UNSPEC, &cache); rc < 0) fail_nl(rc, "list links");
-  return Cache(cache);
-}
-
 Link find_link(nl_sock* socket, int ifindex) {
   rtnl_link* link = nullptr;
   const int rc = rtnl_link_get_kernel(socket, ifindex, nullptr, &link);
@@ -50,17 +44,6 @@ void remove_ingress_qdisc(nl_sock* socket, int ifindex, const std::string& link)
   if (const int rc = rtnl_qdisc_delete(socket, qdisc.get()); rc < 0 && rc != -NLE_OBJ_NOTFOUND && rc != -NLE_NODEV) {
     fail_nl(rc, "remove the ingress qdisc of " + link);
   }
-}
-
-std::string to_text(nl_addr* address, bool with_prefix) {
-  if (address == nullptr || nl_addr_get_len(address) == 0) return {};
-  const int family = nl_addr_get_family(address);
-  char buffer[INET6_ADDRSTRLEN + 8] = {};
-  if (family != AF_INET && family != AF_INET6) return nl_addr2str(address, buffer, sizeof buffer);
-  if (inet_ntop(family, nl_addr_get_binary_addr(address), buffer, sizeof buffer) == nullptr) return {};
-  std::string out = buffer;
-  if (with_prefix) out += "/" + std::to_string(nl_addr_get_prefixlen(address));
-  return out;
 }
 
 }  // namespace kata::resource::network::detail

@@ -16,15 +16,14 @@ using ::kata::netlink::Cache;
 using ::kata::netlink::Classifier;
 using ::kata::netlink::fail_nl;
 using ::kata::netlink::Link;
+using ::kata::netlink::link_cache;
 using ::kata::netlink::NlAddr;
 using ::kata::netlink::Qdisc;
 using ::kata::netlink::Socket;
+using ::kata::netlink::to_text;
 
 /// A connected NETLINK_ROUTE socket in the calling thread's namespace.
 [[nodiscard]] Socket open_route_socket();
-
-/// The link dump of the socket's namespace.
-[[nodiscard]] Cache link_cache(nl_sock* socket);
 
 /// The link with `ifindex`, or null.
 [[nodiscard]] Link find_link(nl_sock* socket, int ifindex);
@@ -38,9 +37,5 @@ inline constexpr std::uint32_t ingress_handle = TC_HANDLE(0xffffU, 0);
 /// Deletes the ingress qdisc of `ifindex` (its filters go with it), if it has one. Errors name
 /// `link`.
 void remove_ingress_qdisc(nl_sock* socket, int ifindex, const std::string& link);
-
-/// "10.0.0.1" (with "/24" when with_prefix) for IP addresses, "aa:bb:.." for link-layer ones;
-/// empty for a null or empty address.
-[[nodiscard]] std::string to_text(nl_addr* address, bool with_prefix);
 
 }  // namespace kata::resource::network::detail
