@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <regex>
 
+#include "kata/agent/network_conversion.hpp"
 #include "kata/core/error.hpp"
 #include "kata/log/log.hpp"
 #include "resource/network/netlink.hpp"
@@ -15,14 +16,6 @@ namespace kata::resource::network {
 namespace {
 
 log::Logger logger() { return log::Logger("network"); }
-
-types::IPAddress to_proto(const IpAddress& address) {
-  types::IPAddress out;
-  out.set_family(address.family == AF_INET6 ? types::v6 : types::v4);
-  out.set_address(address.address);
-  out.set_mask(std::to_string(address.prefix_length));
-  return out;
-}
 
 }  // namespace
 
@@ -133,14 +126,7 @@ std::vector<types::Route> PodNetwork::guest_routes() const {
   std::vector<types::Route> out;
   for (const Endpoint& e : endpoints_) {
     for (const Route& r : e.routes) {
-      types::Route route;
-      route.set_dest(r.destination);
-      route.set_gateway(r.gateway);
-      route.set_device(r.device);
-      route.set_source(r.source);
-      route.set_scope(r.scope);
-      route.set_family(r.family == AF_INET6 ? types::v6 : types::v4);
-      out.push_back(std::move(route));
+      out.push_back(to_proto(r));
     }
   }
   return out;

@@ -24,6 +24,8 @@
 #include <string_view>
 #include <vector>
 
+#include "kata/agent/network_model.hpp"
+
 namespace kata::resource::network {
 
 class NetworkNamespace;
@@ -33,22 +35,9 @@ enum class EndpointKind { veth, ipvlan, macvlan, vlan, tap, physical };
 /// "veth", "ipvlan", "macvlan", "vlan", "tap", "physical".
 [[nodiscard]] std::string_view to_string(EndpointKind kind) noexcept;
 
-struct IpAddress {
-  int family = 0;  ///< AF_INET or AF_INET6
-  std::string address;
-  unsigned prefix_length = 0;
-  friend bool operator==(const IpAddress&, const IpAddress&) = default;
-};
-
-struct Route {
-  std::string destination;  ///< "10.89.0.0/24"; empty for a default route
-  std::string gateway;      ///< empty for an on-link route
-  std::string device;       ///< the endpoint's link name
-  std::string source;       ///< preferred source address, if any
-  unsigned scope = 0;       ///< RT_SCOPE_*
-  int family = 0;           ///< AF_INET or AF_INET6
-  friend bool operator==(const Route&, const Route&) = default;
-};
+// Addresses and routes as the agent protocol carries them (one model with the guest agent).
+using IpAddress = agent::IpAddress;
+using Route = agent::NetworkRoute;
 
 struct Neighbor {
   std::string ip_address;

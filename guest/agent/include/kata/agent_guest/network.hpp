@@ -8,16 +8,13 @@
 #include <string>
 #include <vector>
 
+#include "kata/agent/network_model.hpp"
+
 struct nl_sock;
 
 namespace kata::agent_guest {
 
-struct IpAddress {
-  int family = 0;               ///< AF_INET or AF_INET6
-  std::string address;          ///< "10.88.0.2"
-  unsigned prefix_length = 0;   ///< 24
-  friend bool operator==(const IpAddress&, const IpAddress&) = default;
-};
+using agent::IpAddress;
 
 struct NetworkInterface {
   std::string name;             ///< wanted name ("eth0"); the link is renamed to it
@@ -27,14 +24,7 @@ struct NetworkInterface {
   bool up = false;              ///< reported by list_interfaces
 };
 
-struct NetworkRoute {
-  std::string destination;      ///< CIDR, or empty for the default route
-  std::string gateway;          ///< empty for an on-link route
-  std::string device;
-  std::string source;           ///< preferred source address, may be empty
-  unsigned scope = 0;           ///< RT_SCOPE_* (0 = universe)
-  int family = 0;               ///< AF_INET / AF_INET6; 0 = from the addresses
-};
+using agent::NetworkRoute;
 
 struct ArpNeighbor {
   std::string ip_address;
